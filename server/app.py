@@ -1,0 +1,132 @@
+"""The captiond server: WebSocket + HTTP on one port, and its lifecycle.
+
+Shape after uvicorn's server (STYLE §4): start → serve → drain on SIGTERM →
+stop. Shared state lives in one `CaptionServer` object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import signal
+from collections.abc import Sequence
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.http11 import Request, Response
+
+from server.config import ServerConfig
+from server.connection import CaptionConnection
+from server.runner import InferenceRunner
+from streaming.engines.base import Engine
+from streaming.session import CaptionSession
+
+log = logging.getLogger("captiond.server")
+
+SUBPROTOCOL = "binary"  # what FunASR's clients ask for
+
+
+class CaptionServer:
+    def __init__(self, config: ServerConfig, engine: Engine) -> None:
+        self.config = config
+        self.engine = engine
+        self.runner = InferenceRunner(engine, config.batching)
+        self.sessions: set[CaptionSession] = set()
+        self.draining = False
+        self._server: Server | None = None
+        self._runner_task: asyncio.Task | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.sockets[0].getsockname()[1]
+
+    async def start(self) -> None:
+        self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
+        self._server = await serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            select_subprotocol=_select_subprotocol,
+            process_request=self._process_request,
+            # Frames up to twice our limit reach the session, which answers with a
+            # clear JSON error; beyond that websockets itself closes with 1009.
+            max_size=2 * self.config.limits.max_frame_bytes,
+        )
+        log.info("captiond listening on ws://%s:%d (engine %s)", self.config.host, self.port,
+                 self.engine.name)
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        loop = asyncio.get_running_loop()
+        session = CaptionSession(
+            self.engine, self.config.endpoint, self.config.limits, now=loop.time()
+        )
+        self.sessions.add(session)
+        try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
+            await CaptionConnection(websocket, session, self.runner,
+                                    self.config.idle_timeout_s).run()
+        finally:
+            self.sessions.discard(session)
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.path.split("?")[0] == "/health":
+            return _json_response(connection, self.health())
+        if "upgrade" not in request.headers.get("Connection", "").lower():
+            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found\n")
+        if self.draining:
+            return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
+        return None
+
+    def health(self) -> dict:
+        stats = self.runner.stats
+        return {
+            "status": "draining" if self.draining else "ok",
+            "engine": self.engine.name,
+            "sessions": len(self.sessions),
+            "batches": stats.batches,
+            "mean_batch_size": round(stats.mean_batch_size, 2),
+        }
+
+    async def drain(self) -> None:
+        """Stop accepting, finalise every open utterance, deliver finals, stop."""
+        self.draining = True
+        self._server.close(close_connections=False)
+        now = asyncio.get_running_loop().time()
+        for session in list(self.sessions):
+            session.receive_end(now)  # DESIGN §8: finalise open segments
+            self.runner.notify(session)
+        deadline = now + self.config.drain_timeout_s
+        while any(s.busy for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        await self.stop()
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        if self._runner_task is not None:
+            self._runner_task.cancel()
+            await asyncio.gather(self._runner_task, return_exceptions=True)
+        self.runner.close()
+
+    async def serve_until_signalled(self) -> None:
+        await self.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("signal received: draining open streams (up to %gs)",
+                 self.config.drain_timeout_s)
+        await self.drain()
+
+
+def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
+    # DESIGN §4: select "binary" when asked, and accept clients that ask for none.
+    return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+
+def _json_response(connection: ServerConnection, body: dict) -> Response:
+    response = connection.respond(http.HTTPStatus.OK, json.dumps(body) + "\n")
+    response.headers["Content-Type"] = "application/json"
+    return response

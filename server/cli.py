@@ -1,0 +1,128 @@
+"""The `captiond` command: serve, and tools around it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from server.config import DEFAULT_PORT, ModelConfig, ServerConfig
+from streaming.scheduler import BatchPolicy
+from streaming.session import SessionLimits
+from streaming.vad import EndpointOptions
+
+log = logging.getLogger("captiond")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="captiond", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_make_test_models(commands)
+    return parser
+
+
+def _add_serve(commands) -> None:
+    p = commands.add_parser("serve", help="run the caption server")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+    m = p.add_argument_group("models")
+    m.add_argument("--engine", default="paraformer", choices=["paraformer"])
+    m.add_argument("--online-model", default=ModelConfig.online_model,
+                   help="FunASR model id or local directory for partials")
+    m.add_argument("--offline-model", default=ModelConfig.offline_model,
+                   help="FunASR model id or local directory for finals")
+    m.add_argument("--punc-model", default=ModelConfig.punc_model,
+                   help="FunASR punctuation model id or directory; 'none' to disable")
+    m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    b = p.add_argument_group("batching")
+    b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
+    b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
+    v = p.add_argument_group("endpointing")
+    v.add_argument("--vad-aggressiveness", type=int, choices=range(4),
+                   default=EndpointOptions.aggressiveness)
+    v.add_argument("--end-silence-ms", type=int, default=EndpointOptions.end_silence_ms)
+    v.add_argument("--max-segment-ms", type=int, default=EndpointOptions.max_segment_ms)
+    lim = p.add_argument_group("limits")
+    lim.add_argument("--max-frame-bytes", type=int, default=SessionLimits.max_frame_bytes)
+    lim.add_argument("--idle-timeout", type=float, default=120.0, help="seconds")
+    p.set_defaults(func=_serve)
+
+
+def _add_make_test_models(commands) -> None:
+    p = commands.add_parser(
+        "make-test-models",
+        help="write FunASR-format test models (random weights, real architecture)",
+    )
+    p.add_argument("directory")
+    p.add_argument("--size", choices=["tiny", "large"], default="tiny")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_make_test_models)
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    punc = None if str(args.punc_model).lower() == "none" else args.punc_model
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device),
+        batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
+        endpoint=EndpointOptions(
+            aggressiveness=args.vad_aggressiveness,
+            end_silence_ms=args.end_silence_ms,
+            max_segment_ms=args.max_segment_ms,
+        ),
+        limits=SessionLimits(max_frame_bytes=args.max_frame_bytes),
+        idle_timeout_s=args.idle_timeout,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from streaming.engines.funasr_loading import ModelNotFoundError
+
+    from server.app import CaptionServer
+    from server.engines import build_engine
+
+    config = config_from_args(args)
+    try:
+        engine = build_engine(config.models)
+    except ModelNotFoundError as exc:
+        print(f"captiond: {exc}", file=sys.stderr)
+        return 2
+    _run(CaptionServer(config, engine).serve_until_signalled())
+    return 0
+
+
+def _run(coro) -> None:
+    try:
+        import uvloop
+    except ImportError:  # uvloop has no Windows build
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+def _make_test_models(args: argparse.Namespace) -> int:
+    from streaming.engines.test_models import make_test_models
+
+    paths = make_test_models(args.directory, size=args.size, seed=args.seed)
+    for role, path in paths.items():
+        print(f"{role}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

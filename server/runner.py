@@ -1,0 +1,109 @@
+"""The one task that drives batched inference (DESIGN §6).
+
+It asks the pure `BatchScheduler` what is due, runs that batch on the engine
+in a dedicated thread (the event loop never blocks on the model), hands each
+result back to its session and wakes the session's connection. When nothing
+is due it sleeps until the scheduler's deadline or until new work arrives —
+it never polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from streaming.engines.base import Engine
+from streaming.scheduler import BatchPolicy, BatchScheduler
+from streaming.session import CaptionSession, Job
+
+log = logging.getLogger("captiond.runner")
+
+
+@dataclass
+class RunnerStats:
+    batches: int = 0
+    jobs: int = 0
+    failures: int = 0
+
+    @property
+    def mean_batch_size(self) -> float:
+        return self.jobs / self.batches if self.batches else 0.0
+
+
+class InferenceRunner:
+    def __init__(self, engine: Engine, policy: BatchPolicy | None = None) -> None:
+        self.engine = engine
+        self.scheduler = BatchScheduler(policy)
+        self.stats = RunnerStats()
+        self._listeners: dict[CaptionSession, Callable[[], None]] = {}
+        self._wake = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="captiond-engine")
+
+    def attach(self, session: CaptionSession, on_events: Callable[[], None]) -> None:
+        self._listeners[session] = on_events
+
+    def detach(self, session: CaptionSession) -> None:
+        # Its queued jobs still run: a disconnected speaker's last utterance is
+        # finalised all the same (DESIGN §8).
+        self._listeners.pop(session, None)
+
+    def notify(self, session: CaptionSession, now: float | None = None) -> None:
+        """The session may have new work: offer it to the scheduler."""
+        kind = session.peek_kind()
+        if kind is not None:
+            now = asyncio.get_running_loop().time() if now is None else now
+            self.scheduler.offer(session, kind, now)
+            self._wake.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            due = self.scheduler.next_batch(loop.time())
+            if due is None:
+                await self._sleep_until(self.scheduler.deadline())
+                continue
+            kind, offered = due
+            taken = [(session, session.take_job()) for session in offered]
+            sessions = [session for session, job in taken if job is not None]
+            if sessions:
+                await self._run_batch(kind, sessions, [job for _, job in taken if job is not None])
+
+    async def _sleep_until(self, deadline: float | None) -> None:
+        now = asyncio.get_running_loop().time()
+        timeout = None if deadline is None else max(0.0, deadline - now)
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            results = await loop.run_in_executor(self._executor, self._infer, kind, jobs)
+        except Exception:
+            log.exception("engine failed on a %s batch of %d", kind, len(jobs))
+            self.stats.failures += 1
+            for session, job in zip(sessions, jobs):
+                session.fail(job, "recognition failed on the server; see its log")
+        else:
+            self.stats.batches += 1
+            self.stats.jobs += len(jobs)
+            for session, job, result in zip(sessions, jobs, results):
+                session.complete(job, result)
+        for session in sessions:
+            self.notify(session)
+            listener = self._listeners.get(session)
+            if listener is not None:
+                listener()
+
+    def _infer(self, kind: str, jobs: list[Job]) -> list:
+        if kind == "online":
+            return self.engine.step([job.request for job in jobs])
+        return self.engine.finalize([job.request for job in jobs])
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

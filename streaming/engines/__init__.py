@@ -1,0 +1,1 @@
+"""Recognition engines behind one small, batch-shaped interface (DESIGN §5)."""

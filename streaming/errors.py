@@ -1,0 +1,50 @@
+"""The core's one exception tree for bad client input (STYLE §5).
+
+Each error knows the machine code and WebSocket close code it maps to, so the
+session can turn it into an `Error` event without a lookup table elsewhere.
+The core never lets these escape to the server: it emits `Error` events.
+"""
+
+from __future__ import annotations
+
+# DESIGN §4 close codes
+UNSUPPORTED_DATA = 1003
+INVALID_PAYLOAD = 1007
+POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+INTERNAL_ERROR = 1011
+TRY_AGAIN_LATER = 1013
+
+
+class ClientError(Exception):
+    """The client sent something we cannot accept."""
+
+    code = "bad_request"
+    close_code = INVALID_PAYLOAD
+
+
+class InvalidJSON(ClientError):
+    code = "invalid_json"
+
+
+class InvalidConfig(ClientError):
+    code = "invalid_config"
+
+
+class AudioBeforeConfig(ClientError):
+    code = "audio_before_config"
+    close_code = POLICY_VIOLATION
+
+
+class InvalidAudio(ClientError):
+    code = "invalid_audio"
+
+
+class UnsupportedFormat(ClientError):
+    code = "unsupported_format"
+    close_code = UNSUPPORTED_DATA
+
+
+class TooBig(ClientError):
+    code = "too_big"
+    close_code = MESSAGE_TOO_BIG

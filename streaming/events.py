@@ -1,0 +1,67 @@
+"""Events the core emits, as frozen dataclasses (STYLE §2).
+
+The server turns each one into exactly one wire message (DESIGN §4) in
+`server/protocol.py`; nothing else serialises them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streaming.engines.base import SentenceStamp
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Live text of the utterance in progress.
+
+    `text` is only what was newly committed since the previous partial of the
+    same utterance (FunASR clients append it); `stable` is everything committed
+    so far and `unstable` the tail that may still change (displays render these).
+    """
+
+    mode: str  # wire mode: "online" or "2pass-online"
+    wav_name: str
+    segment: int
+    text: str
+    stable: str
+    unstable: str
+    start_ms: int
+    end_ms: int
+    final: bool = False  # online mode: last message of this utterance
+    end_of_stream: bool = False
+
+
+@dataclass(frozen=True)
+class Final:
+    """The corrected whole utterance from the final pass; replaces its partials."""
+
+    mode: str  # "offline" or "2pass-offline"
+    wav_name: str
+    segment: int
+    text: str
+    start_ms: int
+    end_ms: int
+    token_spans_ms: tuple[tuple[int, int], ...] = ()  # from stream start
+    sentences: tuple[SentenceStamp, ...] = ()  # times from stream start
+    end_of_stream: bool = False
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    """Closes a stream that ended with no utterance open (DESIGN §4: empty text)."""
+
+    mode: str
+    wav_name: str
+
+
+@dataclass(frozen=True)
+class Error:
+    """The client sent something we cannot take, or we failed; the socket closes."""
+
+    code: str  # machine-readable, e.g. "invalid_config"
+    message: str  # human-readable, safe to show a user
+    close_code: int  # DESIGN §4: 1003, 1007, 1008, 1009, 1011, 1013
+
+
+Event = Partial | Final | StreamEnd | Error

@@ -1,0 +1,70 @@
+"""Batching policy across sessions (DESIGN §6), pure and clock-free.
+
+Sessions with a job ready are *offered* to the scheduler, at most once each
+(a session's jobs run one at a time, in order). Jobs of one kind ("online"
+chunks, "final" passes) batch together. A batch is due when `max_batch_size`
+entries of a kind are waiting, or when the oldest entry has waited
+`max_wait_ms` — a real deadline: `deadline()` tells the driver exactly when to
+wake, so nothing polls. Entries leave in arrival order, so no session starves.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    max_batch_size: int = 32
+    max_wait_ms: float = 20.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_wait_ms < 0:
+            raise ValueError("max_batch_size must be >= 1 and max_wait_ms >= 0")
+
+
+class BatchScheduler:
+    def __init__(self, policy: BatchPolicy | None = None) -> None:
+        self.policy = policy or BatchPolicy()
+        self._waiting: dict[str, OrderedDict[Hashable, float]] = {}
+
+    def offer(self, key: Hashable, kind: str, now: float) -> None:
+        """`key` has a job of `kind` ready since `now`; repeat offers are ignored."""
+        if any(key in queue for queue in self._waiting.values()):
+            return
+        self._waiting.setdefault(kind, OrderedDict())[key] = now
+
+    def discard(self, key: Hashable) -> None:
+        for queue in self._waiting.values():
+            queue.pop(key, None)
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self._waiting.values())
+
+    def deadline(self) -> float | None:
+        """When the oldest waiting entry's wait runs out (None: nothing waits)."""
+        oldest = [next(iter(queue.values())) for queue in self._waiting.values() if queue]
+        return min(oldest) + self.policy.max_wait_ms / 1000 if oldest else None
+
+    def next_batch(self, now: float) -> tuple[str, list[Hashable]] | None:
+        """The batch to run now, oldest kind first, or None if none is due."""
+        due = [
+            (next(iter(queue.values())), kind)
+            for kind, queue in self._waiting.items()
+            if queue and self._is_due(queue, now)
+        ]
+        if not due:
+            return None
+        _, kind = min(due)
+        queue = self._waiting[kind]
+        keys = list(queue)[: self.policy.max_batch_size]
+        for key in keys:
+            del queue[key]
+        return kind, keys
+
+    def _is_due(self, queue: OrderedDict[Hashable, float], now: float) -> bool:
+        oldest = next(iter(queue.values()))
+        full = len(queue) >= self.policy.max_batch_size
+        return full or now >= oldest + self.policy.max_wait_ms / 1000
