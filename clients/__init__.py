@@ -1,0 +1,1 @@
+"""Client side of the captiond protocol: a library and the `captiond` client commands."""

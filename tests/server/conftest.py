@@ -1,0 +1,27 @@
+"""Real servers on port 0 for socket-level tests (after uvicorn's tests/utils.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.app import CaptionServer
+from server.config import ServerConfig
+
+
+@pytest.fixture
+async def start_server():
+    servers: list[CaptionServer] = []
+
+    async def start(engine, **overrides) -> CaptionServer:
+        server = CaptionServer(ServerConfig(host="127.0.0.1", port=0, **overrides), engine)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+def url(server: CaptionServer, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
