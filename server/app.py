@@ -32,7 +32,7 @@ class CaptionServer:
         self.config = config
         self.engine = engine
         self.runner = InferenceRunner(engine, config.batching)
-        self.sessions: set[CaptionSession] = set()
+        self.connections: set[CaptionConnection] = set()
         self.draining = False
         self._server: Server | None = None
         self._runner_task: asyncio.Task | None = None
@@ -61,12 +61,13 @@ class CaptionServer:
         session = CaptionSession(
             self.engine, self.config.endpoint, self.config.limits, now=loop.time()
         )
-        self.sessions.add(session)
+        connection = CaptionConnection(websocket, session, self.runner,
+                                       self.config.idle_timeout_s)
+        self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
-            await CaptionConnection(websocket, session, self.runner,
-                                    self.config.idle_timeout_s).run()
+            await connection.run()
         finally:
-            self.sessions.discard(session)
+            self.connections.discard(connection)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?")[0] == "/health":
@@ -82,7 +83,7 @@ class CaptionServer:
         return {
             "status": "draining" if self.draining else "ok",
             "engine": self.engine.name,
-            "sessions": len(self.sessions),
+            "connections": len(self.connections),
             "batches": stats.batches,
             "mean_batch_size": round(stats.mean_batch_size, 2),
         }
@@ -91,13 +92,11 @@ class CaptionServer:
         """Stop accepting, finalise every open utterance, deliver finals, stop."""
         self.draining = True
         self._server.close(close_connections=False)
-        now = asyncio.get_running_loop().time()
-        for session in list(self.sessions):
-            session.receive_end(now)  # DESIGN §8: finalise open segments
-            self.runner.notify(session)
-        deadline = now + self.config.drain_timeout_s
-        while any(s.busy for s in self.sessions) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
+        handlers = {asyncio.create_task(_until_closed(c)) for c in self.connections}
+        for connection in list(self.connections):
+            connection.drain()
+        if handlers:
+            await asyncio.wait(handlers, timeout=self.config.drain_timeout_s)
         await self.stop()
 
     async def stop(self) -> None:
@@ -119,6 +118,10 @@ class CaptionServer:
         log.info("signal received: draining open streams (up to %gs)",
                  self.config.drain_timeout_s)
         await self.drain()
+
+
+async def _until_closed(connection: CaptionConnection) -> None:
+    await connection.websocket.wait_closed()
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:

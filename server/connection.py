@@ -15,40 +15,64 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.runner import InferenceRunner
-from streaming.events import Error
+from streaming.events import Error, Event
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
 
+GOING_AWAY = 1001
+
 
 class CaptionConnection:
     def __init__(
-        self, websocket: ServerConnection, session: CaptionSession, runner: InferenceRunner,
+        self,
+        websocket: ServerConnection,
+        session: CaptionSession,
+        runner: InferenceRunner,
         idle_timeout_s: float,
     ) -> None:
         self.websocket = websocket
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
-        self._outbox = asyncio.Event()
+        self._outbox = asyncio.Event()  # the session may have events to send
+        self._progress = asyncio.Event()  # a batch finished for this session
+        self._receiver: asyncio.Task | None = None
+        self._draining = False
 
     async def run(self) -> None:
-        self.runner.attach(self.session, self._outbox.set)
+        self.runner.attach(self.session, self._on_results)
         sender = asyncio.create_task(self._send_loop())
+        self._receiver = asyncio.create_task(self._receive_loop())
         try:
-            await self._receive_loop()
+            await asyncio.wait({self._receiver})
+            if self._draining:
+                await self._drain_session()
+            else:
+                self.session.disconnect(self._now())
+                self.runner.notify(self.session)
         finally:
-            self.session.disconnect(self._now())
-            self.runner.notify(self.session)
-            await self._finish(sender)
+            await self._stop_sender(sender)
             self.runner.detach(self.session)
+        if self._draining:
+            await self.websocket.close(GOING_AWAY, "server shutting down")
+
+    def drain(self) -> None:
+        """Server shutdown: stop reading, finish the open stream, then close."""
+        self._draining = True
+        if self._receiver is not None:
+            self._receiver.cancel()
+
+    def _on_results(self) -> None:
+        self._outbox.set()
+        self._progress.set()
 
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
             try:
                 message = await asyncio.wait_for(self.websocket.recv(), self.idle_timeout_s)
             except TimeoutError:
-                # Busy means we are the slow side and the client waits for results.
+                # A session waiting for the model is not idle: the client waits for us.
                 if self.session.expire_if_idle(self._now(), self.idle_timeout_s):
                     self._outbox.set()
                 continue
@@ -61,6 +85,14 @@ class CaptionConnection:
             self.runner.notify(self.session)
             self._outbox.set()
 
+    async def _drain_session(self) -> None:
+        self.session.receive_end(self._now())  # DESIGN §8: finalise open segments
+        self.runner.notify(self.session)
+        self._outbox.set()
+        while self.session.busy:
+            await self._progress.wait()
+            self._progress.clear()
+
     async def _send_loop(self) -> None:
         while True:
             await self._outbox.wait()
@@ -71,10 +103,11 @@ class CaptionConnection:
             if self.session.state is SessionState.CLOSED:
                 return  # the client is gone or was refused: nothing more to send
 
-    async def _send(self, event) -> bool:
-        extra = {"speaker": self.session.config.speaker, "room": self.session.config.room} if (
-            self.session.config is not None and not isinstance(event, Error)
-        ) else None
+    async def _send(self, event: Event) -> bool:
+        config = self.session.config
+        extra = None
+        if config is not None and not isinstance(event, Error):
+            extra = {"speaker": config.speaker, "room": config.room}
         try:
             await self.websocket.send(protocol.encode(event, extra))
             if isinstance(event, Error):
@@ -86,7 +119,7 @@ class CaptionConnection:
             return False
         return True
 
-    async def _finish(self, sender: asyncio.Task) -> None:
+    async def _stop_sender(self, sender: asyncio.Task) -> None:
         """Let the sender flush what is ready (an error, say), then stop it."""
         self._outbox.set()
         done, _ = await asyncio.wait({sender}, timeout=5.0)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import soundfile
 
+from streaming.engines.test_models import make_test_models
+
 DATA = Path(__file__).parent / "data"
 
 
@@ -25,3 +27,23 @@ def references() -> dict:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture(scope="session")
+def test_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root holding paraformer-streaming/, paraformer-offline/ and ct-punc/ (tiny, seed 0)."""
+    root = tmp_path_factory.mktemp("test-models")
+    make_test_models(root, size="tiny", seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def paraformer_engine(test_models_dir: Path):
+    from streaming.engines.paraformer import ParaformerStreamingEngine
+
+    return ParaformerStreamingEngine.from_models(
+        str(test_models_dir / "paraformer-streaming"),
+        str(test_models_dir / "paraformer-offline"),
+        str(test_models_dir / "ct-punc"),
+        device="cpu",
+    )

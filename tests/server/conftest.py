@@ -25,3 +25,12 @@ async def start_server():
 
 def url(server: CaptionServer, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
+
+
+ENGINES = ["paraformer"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request):
+    """Every real engine, so each meets the same server contract (STYLE §7)."""
+    return request.getfixturevalue(f"{request.param}_engine")

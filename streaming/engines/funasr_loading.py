@@ -1,0 +1,196 @@
+"""Load FunASR models through the real `funasr.AutoModel` path (DESIGN §5).
+
+Accepts a FunASR alias (`paraformer-zh-streaming`), a hub id (`iic/...`) or a
+local model directory. Ids already in the ModelScope (or Hugging Face) cache
+are resolved to their directory first, so loading them never touches the
+network. Only a model that is nowhere on disk triggers a download, and only
+after a short reachability probe: offline, FunASR/ModelScope would otherwise
+retry with back-off (measured here: ~22 s per model, longer where packets are
+dropped instead of refused) and then fail with an unrelated error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ROLES = ("online", "offline", "punctuation")
+_PROBE_TIMEOUT_S = 3.0
+
+
+class ModelNotFoundError(RuntimeError):
+    """A model named in the configuration is not on disk and cannot be downloaded."""
+
+
+def pick_device(device: str = "auto") -> str:
+    """"auto" → cuda, then mps, then cpu; an explicit choice is returned as given."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def modelscope_cache_dir() -> Path:
+    # Same rule as modelscope.utils.file_utils.get_modelscope_cache_dir, without
+    # importing modelscope (2.5 s) just to read an environment variable.
+    return Path(os.path.expanduser(os.getenv("MODELSCOPE_CACHE", "~/.cache/modelscope/hub")))
+
+
+def hf_cache_dir() -> Path:
+    hf_home = os.getenv("HF_HOME", "~/.cache/huggingface")
+    return Path(os.path.expanduser(os.getenv("HF_HUB_CACHE", os.path.join(hf_home, "hub"))))
+
+
+def is_model_dir(path: Path) -> bool:
+    """A directory FunASR's local-path loader understands."""
+    return path.is_dir() and (
+        (path / "configuration.json").is_file() or (path / "config.yaml").is_file()
+    )
+
+
+def resolve_hub_id(name: str, hub: str = "ms") -> str:
+    """FunASR alias → hub id (`paraformer-zh-streaming` → `iic/...-online`)."""
+    from funasr.download.name_maps_from_hub import name_maps_hf, name_maps_ms
+
+    maps = name_maps_hf if hub in ("hf", "huggingface") else name_maps_ms
+    return maps.get(name, name)
+
+
+def cached_model_dir(hub_id: str) -> tuple[Path | None, list[Path]]:
+    """The cached directory of a hub id, if any, and every place that was checked."""
+    ms = modelscope_cache_dir()
+    # ModelScope stores `org/name` under models/ (newer) or directly (older), and
+    # replaces dots in names with "___".
+    escaped = hub_id.replace(".", "___")
+    candidates = [ms / "models" / escaped, ms / "models" / hub_id, ms / hub_id, ms / escaped]
+    hf_repo = hf_cache_dir() / ("models--" + hub_id.replace("/", "--")) / "snapshots"
+    candidates += sorted(hf_repo.glob("*"), reverse=True) if hf_repo.is_dir() else [hf_repo]
+    for candidate in dict.fromkeys(candidates):
+        if is_model_dir(candidate):
+            return candidate, []
+    return None, list(dict.fromkeys(candidates))
+
+
+def _probe(url: str, timeout_s: float, answer: list[bool]) -> None:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            answer.append(True)
+    except urllib.error.HTTPError:
+        answer.append(True)  # the server answered: the network works
+    except (OSError, ValueError):
+        answer.append(False)
+
+
+def hub_reachable(hub: str = "ms", timeout_s: float = _PROBE_TIMEOUT_S) -> bool:
+    """One HTTPS request with a hard deadline; honours HTTPS_PROXY like the hub clients.
+
+    The request runs in a daemon thread because urlopen's timeout does not cover
+    DNS: here, without network, name resolution alone blocked for ~20 s. This is
+    model loading at startup, not the sans-I/O core, so a thread is acceptable.
+    """
+    if hub in ("hf", "huggingface"):
+        url = os.getenv("HF_ENDPOINT", "https://huggingface.co")
+    else:
+        url = "https://" + os.getenv("MODELSCOPE_DOMAIN", "www.modelscope.cn")
+    answer: list[bool] = []
+    worker = threading.Thread(target=_probe, args=(url, timeout_s, answer), daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    return bool(answer and answer[0])
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are `org/name`; anything else with separators is a filesystem path."""
+    return (
+        name.startswith((".", "/", "~"))
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
+    )
+
+
+def _not_found(name: str, role: str, looked: list[Path], reason: str) -> ModelNotFoundError:
+    hub_id = resolve_hub_id(name)
+    where = ", ".join(str(p) for p in looked) or "(nowhere)"
+    if _looks_like_path(name) or Path(os.path.expanduser(name)).exists():
+        hub_id = "iic/<model-id>"  # a path names no hub model; show the command's shape
+    return ModelNotFoundError(
+        f"The {role} model {name!r} could not be loaded: {reason}. Looked in: {where}. "
+        f"To fix it, pass the local directory of a FunASR model, or download one on a "
+        f"machine with internet access "
+        f"(`modelscope download --model {hub_id} --local_dir DIR`, or let "
+        f"`funasr.AutoModel(model={hub_id!r})` fill the ModelScope cache at "
+        f"{modelscope_cache_dir()}), copy the directory here and pass it as the model "
+        f"(or set MODELSCOPE_CACHE to the copied cache); for tests "
+        f"and benchmarks without real weights, generate random-weight models with "
+        f"`captiond make-test-models DIR` and pass DIR/paraformer-streaming, "
+        f"DIR/paraformer-offline and DIR/ct-punc."
+    )
+
+
+def locate_model(name_or_dir: str, *, role: str, hub: str = "ms") -> str:
+    """What to hand AutoModel: a local directory, or a hub id worth downloading.
+
+    Raises ModelNotFoundError quickly when neither exists.
+    """
+    path = Path(os.path.expanduser(name_or_dir))
+    if path.exists():
+        if is_model_dir(path):
+            return str(path)
+        raise _not_found(name_or_dir, role, [path], "the directory has no config.yaml "
+                         "or configuration.json, so it is not a FunASR model directory")
+    if _looks_like_path(name_or_dir):
+        raise _not_found(name_or_dir, role, [path.absolute()], "the directory does not exist")
+    hub_id = resolve_hub_id(name_or_dir, hub)
+    cached, looked = cached_model_dir(hub_id)
+    if cached is not None:
+        return str(cached)
+    if not hub_reachable(hub):
+        raise _not_found(name_or_dir, role, looked, "it is not in the local model cache and "
+                         "the model hub is unreachable (offline?)")
+    return hub_id
+
+
+def load_funasr_model(
+    name_or_dir: str, *, device: str, role: str, hub: str = "ms", **overrides: Any
+) -> Any:
+    """Build a `funasr.AutoModel` for one role ("online", "offline" or "punctuation")."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+    target = locate_model(name_or_dir, role=role, hub=hub)
+    from funasr import AutoModel
+
+    kwargs: dict[str, Any] = dict(
+        model=target, device=pick_device(device), hub=hub, disable_update=True,
+        disable_pbar=True, disable_log=True, log_level="ERROR",
+    )
+    kwargs.update(overrides)
+    # FunASR prints its banner and download failures to stdout; keep them in the log.
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            model = AutoModel(**kwargs)
+    except (OSError, RuntimeError, AssertionError, KeyError, AttributeError) as exc:
+        if Path(target).is_dir():
+            raise  # the files exist: a real loading bug, not a missing model
+        raise _not_found(name_or_dir, role, [Path(target)], f"download failed ({exc})") from exc
+    finally:
+        if out.getvalue().strip():
+            log.info("funasr: %s", out.getvalue().strip())
+    if not Path(str(model.kwargs.get("model_path", target))).exists():
+        raise _not_found(name_or_dir, role, [Path(target)], "the download produced no directory")
+    return model
