@@ -91,10 +91,9 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from streaming.engines.funasr_loading import ModelNotFoundError
-
     from server.app import CaptionServer
     from server.engines import build_engine
+    from streaming.engines.funasr_loading import ModelNotFoundError
 
     config = config_from_args(args)
     try:
@@ -118,7 +117,7 @@ def _run(coro) -> None:
 def _make_test_models(args: argparse.Namespace) -> int:
     from streaming.engines.test_models import make_test_models
 
-    paths = make_test_models(args.directory, size=args.size, seed=args.seed)
+    paths = make_test_models(args.directory, size=args.size, seed=args.seed, verbose=True)
     for role, path in paths.items():
         print(f"{role}: {path}")
     return 0

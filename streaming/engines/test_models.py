@@ -15,7 +15,6 @@ classes with small dimensions so the test suite stays fast on a 2-core CPU.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -364,22 +363,3 @@ def make_test_models(
         if verbose:
             print(f"{role:8s} {config['model']:20s} {n / 1e6:8.1f} M params  -> {dirs[role]}")
     return dirs
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """`captiond make-test-models DIR --size tiny|large [--seed N]`."""
-    parser = argparse.ArgumentParser(
-        prog="captiond make-test-models",
-        description="Write random-weight FunASR model dirs (paraformer streaming, "
-        "SeACo paraformer, CT-Transformer punctuation) for tests and benchmarks.",
-    )
-    parser.add_argument("out_dir")
-    parser.add_argument("--size", choices=sorted(_SIZES), default="tiny")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    make_test_models(args.out_dir, size=args.size, seed=args.seed, verbose=True)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

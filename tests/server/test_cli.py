@@ -1,0 +1,83 @@
+"""The `captiond` command as a user runs it: real processes, real models."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from clients.client import CaptionClient
+from tests.conftest import wav_pcm16
+
+CAPTIOND = [sys.executable, "-m", "server.cli"]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_captiond(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([*CAPTIOND, *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=ROOT)
+
+
+def test_missing_model_directory_gives_one_clear_message(tmp_path):
+    missing = tmp_path / "no-such-model"
+    done = run_captiond("serve", "--port", "0", "--online-model", str(missing))
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    message = done.stderr
+    assert str(missing) in message and "online" in message
+    assert "make-test-models" in message or "download" in message
+
+
+def test_missing_hub_model_names_the_cache_and_how_to_predownload(tmp_path):
+    env = {**os.environ, "MODELSCOPE_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run(
+        [*CAPTIOND, "serve", "--port", "0", "--online-model", "iic/no-such-model-for-captiond"],
+        capture_output=True, text=True, timeout=120, env=env, cwd=ROOT,
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "iic/no-such-model-for-captiond" in done.stderr
+    assert str(tmp_path / "cache") in done.stderr
+    assert "modelscope download" in done.stderr
+
+
+async def test_serve_with_generated_models_captions_a_stream(test_models_dir):
+    args = [
+        *CAPTIOND, "serve", "--port", "0", "--device", "cpu",
+        "--online-model", str(test_models_dir / "paraformer-streaming"),
+        "--offline-model", str(test_models_dir / "paraformer-offline"),
+        "--punc-model", str(test_models_dir / "ct-punc"),
+    ]
+    process = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+    )
+    try:
+        port = await asyncio.wait_for(_listening_port(process), timeout=120)
+        pcm, _ = wav_pcm16("utt02.wav")
+        async with CaptionClient.connect(f"ws://127.0.0.1:{port}") as client:
+            await client.start(mode="2pass")
+            await client.send_audio(pcm)
+            await client.end()
+            result = await client.collect()
+        assert len(result.finals) == 1 and result.finals[0]["text"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+
+
+async def _listening_port(process: asyncio.subprocess.Process) -> int:
+    while line := (await process.stderr.readline()).decode():
+        if match := re.search(r"listening on ws://[\d.]+:(\d+)", line):
+            return int(match.group(1))
+    raise AssertionError("captiond exited before listening")
+
+
+def test_make_test_models_writes_loadable_model_dirs(tmp_path):
+    done = run_captiond("make-test-models", str(tmp_path), "--size", "tiny")
+    assert done.returncode == 0, done.stderr
+    for name in ("paraformer-streaming", "paraformer-offline", "ct-punc"):
+        assert (tmp_path / name / "config.yaml").is_file()
+        assert (tmp_path / name / "model.pt").is_file()
