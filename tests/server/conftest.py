@@ -27,7 +27,7 @@ def url(server: CaptionServer, path: str = "/") -> str:
     return f"ws://127.0.0.1:{server.port}{path}"
 
 
-ENGINES = ["paraformer"]
+ENGINES = ["paraformer", "whisper"]
 
 
 @pytest.fixture(params=ENGINES)

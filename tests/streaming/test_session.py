@@ -10,29 +10,12 @@ from streaming.errors import INVALID_PAYLOAD, MESSAGE_TOO_BIG, POLICY_VIOLATION,
 from streaming.events import Error, Final, Partial, StreamEnd
 from streaming.session import CaptionSession, SessionLimits, SessionState
 from tests.conftest import DATA, wav_pcm16
+from tests.session_driver import run_jobs, stream_session
 from tests.streaming.engine_double import StrideCountingEngine
 
 
-def run_jobs(session: CaptionSession) -> None:
-    """What the server's runner does, inline and one job at a time."""
-    while (job := session.take_job()) is not None:
-        if job.kind == "online":
-            (result,) = session.engine.step([job.request])
-        else:
-            (result,) = session.engine.finalize([job.request])
-        session.complete(job, result)
-
-
 def stream(pcm: bytes, frame_bytes: int, mode: str = "2pass", rate: int = 16000, **cfg):
-    session = CaptionSession(StrideCountingEngine())
-    config = {"mode": mode, "wav_name": "t", "audio_fs": rate, "chunk_size": [5, 10, 5], **cfg}
-    session.receive_text(json.dumps(config), now=0.0)
-    for i in range(0, len(pcm), frame_bytes):
-        session.receive_audio(pcm[i : i + frame_bytes], now=i / 32000)
-        run_jobs(session)
-    session.receive_text('{"is_speaking": false}', now=100.0)
-    run_jobs(session)
-    return session, session.events()
+    return stream_session(StrideCountingEngine(), pcm, frame_bytes, mode, rate, **cfg)
 
 
 @pytest.fixture(scope="module")

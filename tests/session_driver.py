@@ -1,0 +1,34 @@
+"""Drive a CaptionSession synchronously: bytes in, jobs run inline, events out."""
+
+from __future__ import annotations
+
+import json
+
+from streaming.session import CaptionSession
+from streaming.vad import EndpointOptions
+
+
+def run_jobs(session: CaptionSession) -> None:
+    """What the server's runner does, inline and one job at a time."""
+    while (job := session.take_job()) is not None:
+        if job.kind == "online":
+            (result,) = session.engine.step([job.request])
+        else:
+            (result,) = session.engine.finalize([job.request])
+        session.complete(job, result)
+
+
+def stream_session(
+    engine, pcm: bytes, frame_bytes: int = 3200, mode: str = "2pass", rate: int = 16000,
+    endpoint: EndpointOptions | None = None, **config,
+) -> tuple[CaptionSession, list]:
+    """Stream `pcm` through a new session; return it and every event it emitted."""
+    session = CaptionSession(engine, endpoint)
+    first = {"mode": mode, "wav_name": "t", "audio_fs": rate, "chunk_size": [5, 10, 5], **config}
+    session.receive_text(json.dumps(first), now=0.0)
+    for i in range(0, len(pcm), frame_bytes):
+        session.receive_audio(pcm[i : i + frame_bytes], now=i / (2 * rate))
+        run_jobs(session)
+    session.receive_text('{"is_speaking": false}', now=1e6)
+    run_jobs(session)
+    return session, session.events()
