@@ -18,6 +18,10 @@ from rapidfuzz import fuzz
 # Similarity (0–100) a span needs: weight 1 → ~93, weight 10 → ~78, weight ≥ 20 → 60.
 MAX_THRESHOLD = 95.0
 MIN_THRESHOLD = 60.0
+# Latin words: a short common word shares too many letters with a longer
+# hotword ("are" vs "Gardner" scores 60), so demand more, and similar length.
+MIN_THRESHOLD_LATIN = 75.0
+MAX_LENGTH_RATIO_LATIN = 1.4
 THRESHOLD_PER_WEIGHT = 1.75
 
 _ASCII_WORD = re.compile(r"[A-Za-z0-9']+")
@@ -85,13 +89,15 @@ def find_replacements(text: str, hotwords: Mapping[str, float]) -> list[Replacem
             continue  # one character gives no evidence to match on
         threshold = threshold_for_weight(float(weight))
         ascii_word = _is_ascii(hotword)
+        if ascii_word:
+            threshold = max(threshold, MIN_THRESHOLD_LATIN)
         spans = _word_candidates(text, hotword) if ascii_word else _cjk_candidates(text, hotword)
         for start, end in spans:
             if any(start < p_end and end > p_start for p_start, p_end in protected):
                 continue
             span = text[start:end]
             a, b = (span.lower(), hotword.lower()) if ascii_word else (span, hotword)
-            if a == b:
+            if a == b or (ascii_word and not _similar_length(a, b)):
                 continue
             score = fuzz.ratio(a, b)
             if score >= threshold:
@@ -102,6 +108,11 @@ def find_replacements(text: str, hotwords: Mapping[str, float]) -> list[Replacem
         if all(r.end <= c.start or r.start >= c.end for c in chosen):
             chosen.append(r)
     return sorted(chosen, key=lambda r: r.start)
+
+
+def _similar_length(a: str, b: str) -> bool:
+    short, long = sorted((len(a), len(b)))
+    return long <= MAX_LENGTH_RATIO_LATIN * short
 
 
 def apply_replacements(text: str, replacements: list[Replacement]) -> str:

@@ -38,3 +38,9 @@ def test_replacements_do_not_overlap():
     reps = find_replacements("阿里巴八巴巴", {"阿里巴巴": 20, "八巴巴巴": 20})
     spans = [(r.start, r.end) for r in reps]
     assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+
+
+def test_short_common_words_are_not_turned_into_a_longer_english_hotword():
+    corrector = HotwordCorrector({"Gardner": 20})
+    text = "The children are playing in the garden"
+    assert corrector.correct(text) == "The children are playing in the Gardner"
