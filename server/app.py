@@ -18,13 +18,16 @@ from websockets.http11 import Request, Response
 
 from server.config import ServerConfig
 from server.connection import CaptionConnection
+from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
+from server.static import respond_static
 from streaming.engines.base import Engine
 from streaming.session import CaptionSession
 
 log = logging.getLogger("captiond.server")
 
 SUBPROTOCOL = "binary"  # what FunASR's clients ask for
+ROOMS_PREFIX = "/rooms/"
 
 
 class CaptionServer:
@@ -33,6 +36,7 @@ class CaptionServer:
         self.engine = engine
         self.runner = InferenceRunner(engine, config.batching)
         self.connections: set[CaptionConnection] = set()
+        self.rooms = RoomRegistry()
         self.draining = False
         self._server: Server | None = None
         self._runner_task: asyncio.Task | None = None
@@ -57,12 +61,16 @@ class CaptionServer:
                  self.engine.name)
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        path = websocket.request.path.split("?", 1)[0]
+        if path.startswith(ROOMS_PREFIX):
+            await self.rooms.serve_viewer(path[len(ROOMS_PREFIX):], websocket)
+            return
         loop = asyncio.get_running_loop()
         session = CaptionSession(
             self.engine, self.config.endpoint, self.config.limits, now=loop.time()
         )
         connection = CaptionConnection(websocket, session, self.runner,
-                                       self.config.idle_timeout_s)
+                                       self.config.idle_timeout_s, self.rooms.publish)
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
             await connection.run()
@@ -73,7 +81,7 @@ class CaptionServer:
         if request.path.split("?")[0] == "/health":
             return _json_response(connection, self.health())
         if "upgrade" not in request.headers.get("Connection", "").lower():
-            return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found\n")
+            return respond_static(connection, request.path)
         if self.draining:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return None
@@ -84,6 +92,7 @@ class CaptionServer:
             "status": "draining" if self.draining else "ok",
             "engine": self.engine.name,
             "connections": len(self.connections),
+            "viewers": self.rooms.viewer_count(),
             "batches": stats.batches,
             "mean_batch_size": round(stats.mean_batch_size, 2),
         }

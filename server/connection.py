@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.runner import InferenceRunner
-from streaming.events import Error, Event
+from streaming.events import Error, Event, Final, Partial
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
 
 GOING_AWAY = 1001
+SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 
 
 class CaptionConnection:
@@ -30,8 +33,10 @@ class CaptionConnection:
         session: CaptionSession,
         runner: InferenceRunner,
         idle_timeout_s: float,
+        publish: Callable[[str, dict[str, Any], bool], None] | None = None,
     ) -> None:
         self.websocket = websocket
+        self.publish = publish  # rooms fan-out: (room, message, utterance_final)
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
@@ -94,22 +99,32 @@ class CaptionConnection:
             self._progress.clear()
 
     async def _send_loop(self) -> None:
+        """Send events while the socket is open; keep feeding the room after it
+        closed, until the session's last utterance is final (DESIGN §8)."""
+        socket_open = True
         while True:
             await self._outbox.wait()
             self._outbox.clear()
             for event in self.session.events():
-                if not await self._send(event):
-                    return
-            if self.session.state is SessionState.CLOSED:
-                return  # the client is gone or was refused: nothing more to send
+                message = self._message(event)
+                if socket_open:
+                    socket_open = await self._send(event, message)
+            if self.session.state is SessionState.CLOSED and not self.session.busy:
+                return
 
-    async def _send(self, event: Event) -> bool:
+    def _message(self, event: Event) -> dict[str, Any]:
         config = self.session.config
-        extra = None
-        if config is not None and not isinstance(event, Error):
-            extra = {"speaker": config.speaker, "room": config.room}
+        if config is None or isinstance(event, Error):
+            return protocol.to_message(event)
+        message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room})
+        if config.room and self.publish is not None:
+            final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
+            self.publish(config.room, message, final)
+        return message
+
+    async def _send(self, event: Event, message: dict[str, Any]) -> bool:
         try:
-            await self.websocket.send(protocol.encode(event, extra))
+            await self.websocket.send(protocol.dumps(message))
             if isinstance(event, Error):
                 log.info("closing %s: %s (%s)", self.websocket.remote_address, event.code,
                          event.message)
@@ -120,9 +135,9 @@ class CaptionConnection:
         return True
 
     async def _stop_sender(self, sender: asyncio.Task) -> None:
-        """Let the sender flush what is ready (an error, say), then stop it."""
+        """Let the sender finish: what is ready, and the finals still on the way."""
         self._outbox.set()
-        done, _ = await asyncio.wait({sender}, timeout=5.0)
+        done, _ = await asyncio.wait({sender}, timeout=SENDER_GRACE_S)
         if not done:
             sender.cancel()
         await asyncio.gather(sender, return_exceptions=True)

@@ -28,7 +28,11 @@ def to_message(event: Event, extra: dict[str, Any] | None = None) -> dict[str, A
 
 
 def encode(event: Event, extra: dict[str, Any] | None = None) -> str:
-    return json.dumps(to_message(event, extra), ensure_ascii=False)
+    return dumps(to_message(event, extra))
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, ensure_ascii=False)
 
 
 def _partial(event: Partial) -> dict[str, Any]:

@@ -8,6 +8,7 @@ clients keep working. Every rejection names the field and what was expected.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ MIN_RATE, MAX_RATE = 8000, 192000
 MAX_CHUNK_UNITS = 100  # 6 s chunks; beyond that "streaming" stops meaning anything
 MAX_HOTWORDS = 200
 MAX_HOTWORD_CHARS = 64
+ROOM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # it becomes a URL path segment
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ def parse_config(message: Mapping[str, Any]) -> StreamConfig:
         chunk_size=_chunk_size(message.get("chunk_size", [5, 10, 5])),
         hotwords=parse_hotwords(message.get("hotwords", "")),
         itn=_flag(message, "itn", True),
-        room=_optional_text(message, "room"),
+        room=_room(message),
         token=_optional_text(message, "token"),
         speaker=_optional_text(message, "speaker"),
         lang=_optional_text(message, "lang"),
@@ -154,6 +156,13 @@ def _flag(message: Mapping[str, Any], key: str, default: bool) -> bool:
     if not isinstance(value, bool):
         raise InvalidConfig(f"{key} must be true or false; got {value!r}")
     return value
+
+
+def _room(message: Mapping[str, Any]) -> str | None:
+    room = _optional_text(message, "room") or None
+    if room is not None and not ROOM_NAME.fullmatch(room):
+        raise InvalidConfig(f"room must be 1-64 letters, digits, '_', '-' or '.'; got {room!r}")
+    return room
 
 
 def _optional_text(message: Mapping[str, Any], key: str) -> str | None:
