@@ -21,6 +21,7 @@ from server.connection import CaptionConnection
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
+from streaming.admission import AdmissionController
 from streaming.engines.base import Engine
 from streaming.session import CaptionSession
 
@@ -34,7 +35,8 @@ class CaptionServer:
     def __init__(self, config: ServerConfig, engine: Engine) -> None:
         self.config = config
         self.engine = engine
-        self.runner = InferenceRunner(engine, config.batching)
+        self.admission = AdmissionController(config.admission, config.batching.max_batch_size)
+        self.runner = InferenceRunner(engine, config.batching, self.admission)
         self.connections: set[CaptionConnection] = set()
         self.rooms = RoomRegistry()
         self.draining = False
@@ -46,6 +48,11 @@ class CaptionServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        if self.config.calibrate:
+            log.info("measuring capacity (--no-calibrate skips this)…")
+            sizes = sorted({1, min(8, self.config.batching.max_batch_size)})
+            await asyncio.to_thread(self.runner.calibrate, tuple(sizes))
+            log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
         self._server = await serve(
             self._handle,
@@ -70,7 +77,8 @@ class CaptionServer:
             self.engine, self.config.endpoint, self.config.limits, now=loop.time()
         )
         connection = CaptionConnection(websocket, session, self.runner,
-                                       self.config.idle_timeout_s, self.rooms.publish)
+                                       self.config.idle_timeout_s, self.rooms.publish,
+                                       self._refusal)
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
             await connection.run()
@@ -86,6 +94,10 @@ class CaptionServer:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return None
 
+    def _refusal(self, session: CaptionSession) -> str | None:
+        others = sum(c.session.live for c in self.connections if c.session is not session)
+        return self.admission.refusal(others, asyncio.get_running_loop().time())
+
     def health(self) -> dict:
         stats = self.runner.stats
         return {
@@ -95,6 +107,8 @@ class CaptionServer:
             "viewers": self.rooms.viewer_count(),
             "batches": stats.batches,
             "mean_batch_size": round(stats.mean_batch_size, 2),
+            "live_streams": sum(c.session.live for c in self.connections),
+            "capacity": self.admission.capacity(),
         }
 
     async def drain(self) -> None:

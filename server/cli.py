@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from server.config import DEFAULT_PORT, ModelConfig, ServerConfig
+from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
 from streaming.vad import EndpointOptions
@@ -55,6 +56,14 @@ def _add_serve(commands) -> None:
     b = p.add_argument_group("batching")
     b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
     b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
+    a = p.add_argument_group("admission control")
+    a.add_argument("--max-streams", type=int, default=None,
+                   help="hard cap on live streams (default: the measured capacity)")
+    a.add_argument("--target-utilization", type=float,
+                   default=AdmissionPolicy.target_utilization,
+                   help="share of the engine's time live streams may use")
+    a.add_argument("--no-calibrate", dest="calibrate", action="store_false",
+                   help="skip measuring capacity at startup")
     v = p.add_argument_group("endpointing")
     v.add_argument("--vad-aggressiveness", type=int, choices=range(4),
                    default=EndpointOptions.aggressiveness)
@@ -85,6 +94,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device,
                            whisper_model=args.model),
         batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
+        admission=AdmissionPolicy(args.target_utilization, args.max_streams),
+        calibrate=args.calibrate,
         endpoint=EndpointOptions(
             aggressiveness=args.vad_aggressiveness,
             end_silence_ms=args.end_silence_ms,

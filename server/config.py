@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
 from streaming.vad import EndpointOptions
@@ -27,6 +28,8 @@ class ServerConfig:
     port: int = DEFAULT_PORT
     models: ModelConfig = field(default_factory=ModelConfig)
     batching: BatchPolicy = field(default_factory=BatchPolicy)
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    calibrate: bool = True  # measure capacity at startup (admission control)
     endpoint: EndpointOptions = field(default_factory=EndpointOptions)
     limits: SessionLimits = field(default_factory=SessionLimits)
     idle_timeout_s: float = 120.0  # no frame at all for this long: close (DESIGN §8)

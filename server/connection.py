@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.runner import InferenceRunner
+from streaming.errors import TRY_AGAIN_LATER
 from streaming.events import Error, Event, Final, Partial
 from streaming.session import CaptionSession, SessionState
 
@@ -34,9 +35,11 @@ class CaptionConnection:
         runner: InferenceRunner,
         idle_timeout_s: float,
         publish: Callable[[str, dict[str, Any], bool], None] | None = None,
+        refusal: Callable[[CaptionSession], str | None] | None = None,
     ) -> None:
         self.websocket = websocket
         self.publish = publish  # rooms fan-out: (room, message, utterance_final)
+        self.refusal = refusal  # admission control: why a new live stream is refused
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
@@ -84,11 +87,20 @@ class CaptionConnection:
             except ConnectionClosed:
                 return
             if isinstance(message, str):
+                was_live = self.session.live
                 self.session.receive_text(message, self._now())
+                if self.session.live and not was_live:
+                    self._admit()
             else:
                 self.session.receive_audio(message, self._now())
             self.runner.notify(self.session)
             self._outbox.set()
+
+    def _admit(self) -> None:
+        reason = self.refusal(self.session) if self.refusal is not None else None
+        if reason is not None:
+            log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
+            self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
 
     async def _drain_session(self) -> None:
         self.session.receive_end(self._now())  # DESIGN §8: finalise open segments

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from streaming.engines.base import Engine
+import numpy as np
+
+from streaming.admission import AdmissionController
+from streaming.engines.base import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
 from streaming.scheduler import BatchPolicy, BatchScheduler
 from streaming.session import CaptionSession, Job
 
@@ -34,9 +38,13 @@ class RunnerStats:
 
 
 class InferenceRunner:
-    def __init__(self, engine: Engine, policy: BatchPolicy | None = None) -> None:
+    def __init__(
+        self, engine: Engine, policy: BatchPolicy | None = None,
+        admission: AdmissionController | None = None,
+    ) -> None:
         self.engine = engine
         self.scheduler = BatchScheduler(policy)
+        self.admission = admission
         self.stats = RunnerStats()
         self._listeners: dict[CaptionSession, Callable[[], None]] = {}
         self._wake = asyncio.Event()
@@ -83,7 +91,7 @@ class InferenceRunner:
     async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
         loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self._infer, kind, jobs)
+            results = await loop.run_in_executor(self._executor, self._timed_infer, kind, jobs)
         except Exception:
             log.exception("engine failed on a %s batch of %d", kind, len(jobs))
             self.stats.failures += 1
@@ -99,6 +107,36 @@ class InferenceRunner:
             listener = self._listeners.get(session)
             if listener is not None:
                 listener()
+
+    def _timed_infer(self, kind: str, jobs: list[Job]) -> list:
+        # monotonic: the same clock as the event loop's time(), which admission reads
+        start = time.monotonic()
+        results = self._infer(kind, jobs)
+        end = time.monotonic()
+        if self.admission is not None:  # deque appends are atomic; the loop only reads
+            self.admission.meter.record(start, end)
+            if kind == "online":
+                audio_s = max(len(job.request.samples) for job in jobs) / SAMPLE_RATE
+                self.admission.model.record(len(jobs), end - start, audio_s)
+        return results
+
+    def calibrate(self, batch_sizes: tuple[int, ...], chunks: int = 5) -> None:
+        """Measure steady-state batches before serving, so admission control
+        knows the capacity from the first stream on. Blocking: call at startup."""
+        options = StreamOptions()
+        stride = self.engine.chunk_samples(options)
+        noise = np.random.default_rng(0).normal(0, 0.01, stride).astype(np.float32)
+        for size in batch_sizes:
+            states = [self.engine.new_stream(options) for _ in range(size)]
+            for index in range(chunks):
+                start = time.monotonic()
+                results = self.engine.step([ChunkRequest(s, noise, False) for s in states])
+                elapsed = time.monotonic() - start
+                states = [result.state for result in results]
+                if index >= chunks // 2 and self.admission is not None:  # look-back is full
+                    self.admission.model.record(size, elapsed, stride / SAMPLE_RATE)
+            log.info("calibration: batch %d takes %.0f ms per %.0f ms chunk", size,
+                     1000 * elapsed, 1000 * stride / SAMPLE_RATE)
 
     def _infer(self, kind: str, jobs: list[Job]) -> list:
         if kind == "online":

@@ -187,6 +187,17 @@ class CaptionSession:
         self._close_with(Error("idle_timeout", message, POLICY_VIOLATION))
         return True
 
+    def refuse(self, code: str, message: str, close_code: int) -> None:
+        """The server will not take this stream (e.g. over capacity, DESIGN §8).
+        Called right after the config; no audio was accepted, so none is lost."""
+        self._queue.clear()
+        self._close_with(Error(code, message, close_code))
+
+    @property
+    def live(self) -> bool:
+        """A real-time stream is open (offline uploads are not real-time)."""
+        return self.state is SessionState.STREAMING and self.config.mode != "offline"
+
     def _guarded(self, handler, *args) -> None:
         if self.state is SessionState.CLOSED:
             return

@@ -13,6 +13,7 @@ async def start_server():
     servers: list[CaptionServer] = []
 
     async def start(engine, **overrides) -> CaptionServer:
+        overrides.setdefault("calibrate", False)  # tests that need it ask for it
         server = CaptionServer(ServerConfig(host="127.0.0.1", port=0, **overrides), engine)
         await server.start()
         servers.append(server)
