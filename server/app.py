@@ -106,7 +106,9 @@ class CaptionServer:
             "connections": len(self.connections),
             "viewers": self.rooms.viewer_count(),
             "batches": stats.batches,
-            "mean_batch_size": round(stats.mean_batch_size, 2),
+            "online_batches": stats.online_batches,
+            "online_chunks": stats.online_chunks,
+            "mean_online_batch": round(stats.mean_online_batch, 2),
             "live_streams": sum(c.session.live for c in self.connections),
             "capacity": self.admission.capacity(),
         }

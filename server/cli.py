@@ -64,6 +64,8 @@ def _add_serve(commands) -> None:
                    help="share of the engine's time live streams may use")
     a.add_argument("--no-calibrate", dest="calibrate", action="store_false",
                    help="skip measuring capacity at startup")
+    a.add_argument("--no-admission", dest="admission", action="store_false",
+                   help="admit every stream, even past capacity (benchmarks)")
     v = p.add_argument_group("endpointing")
     v.add_argument("--vad-aggressiveness", type=int, choices=range(4),
                    default=EndpointOptions.aggressiveness)
@@ -94,7 +96,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device,
                            whisper_model=args.model),
         batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
-        admission=AdmissionPolicy(args.target_utilization, args.max_streams),
+        admission=AdmissionPolicy(args.target_utilization, args.max_streams,
+                                  enabled=args.admission),
         calibrate=args.calibrate,
         endpoint=EndpointOptions(
             aggressiveness=args.vad_aggressiveness,

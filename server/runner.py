@@ -30,11 +30,20 @@ log = logging.getLogger("captiond.runner")
 class RunnerStats:
     batches: int = 0
     jobs: int = 0
+    online_batches: int = 0
+    online_chunks: int = 0
     failures: int = 0
 
+    def record(self, kind: str, size: int) -> None:
+        self.batches += 1
+        self.jobs += size
+        if kind == "online":
+            self.online_batches += 1
+            self.online_chunks += size
+
     @property
-    def mean_batch_size(self) -> float:
-        return self.jobs / self.batches if self.batches else 0.0
+    def mean_online_batch(self) -> float:
+        return self.online_chunks / self.online_batches if self.online_batches else 0.0
 
 
 class InferenceRunner:
@@ -98,8 +107,7 @@ class InferenceRunner:
             for session, job in zip(sessions, jobs):
                 session.fail(job, "recognition failed on the server; see its log")
         else:
-            self.stats.batches += 1
-            self.stats.jobs += len(jobs)
+            self.stats.record(kind, len(jobs))
             for session, job, result in zip(sessions, jobs, results):
                 session.complete(job, result)
         for session in sessions:

@@ -23,6 +23,7 @@ class AdmissionPolicy:
     target_utilization: float = 0.8  # leave headroom for final passes and jitter
     max_streams: int | None = None  # an operator's hard cap, on top of the model
     saturated_utilization: float = 0.97  # measured: the engine thread is never idle
+    enabled: bool = True  # off: admit everything (benchmarks that look for the limit)
 
 
 class CapacityModel:
@@ -110,6 +111,8 @@ class AdmissionController:
 
     def refusal(self, live_streams: int, now: float) -> str | None:
         """Why one more live stream would be refused, or None to admit it."""
+        if not self.policy.enabled:
+            return None
         capacity = self.capacity()
         if capacity is not None and live_streams + 1 > capacity:
             return (f"the server is at capacity ({capacity} live streams in real time); "
