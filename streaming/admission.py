@@ -111,8 +111,8 @@ class AdmissionController:
 
     def refusal(self, live_streams: int, now: float) -> str | None:
         """Why one more live stream would be refused, or None to admit it."""
-        if not self.policy.enabled:
-            return None
+        if not self.policy.enabled or live_streams == 0:
+            return None  # a lone stream pushes nobody behind: better slow than refused
         capacity = self.capacity()
         if capacity is not None and live_streams + 1 > capacity:
             return (f"the server is at capacity ({capacity} live streams in real time); "

@@ -62,11 +62,15 @@ async def test_stream_over_measured_capacity_is_refused_and_others_keep_real_tim
 
 
 async def test_offline_uploads_do_not_count_as_live_streams(start_server):
-    server = await start_server(StrideCountingEngine(), admission=AdmissionPolicy(max_streams=0))
+    server = await start_server(StrideCountingEngine(), admission=AdmissionPolicy(max_streams=1))
     data = wav_pcm16("utt02.wav")[0]
-    async with CaptionClient.connect(url(server)) as client:
-        await client.start(mode="offline")
-        await client.send_audio(data)
-        await client.end()
-        result = await client.collect()
+    async with CaptionClient.connect(url(server)) as live:
+        await live.start(mode="2pass")  # the one live stream allowed
+        while not any(c.session.live for c in server.connections):
+            await asyncio.sleep(0.01)
+        async with CaptionClient.connect(url(server)) as client:
+            await client.start(mode="offline")
+            await client.send_audio(data)
+            await client.end()
+            result = await client.collect()
     assert len(result.finals) == 1

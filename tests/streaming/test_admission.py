@@ -79,7 +79,14 @@ def test_a_saturated_engine_refuses_even_if_the_model_disagrees():
     controller = AdmissionController(AdmissionPolicy(), max_batch_size=32)
     for second in range(10):
         controller.meter.record(float(second), second + 1.0)
-    assert controller.refusal(live_streams=0, now=10.0) is not None
+    assert controller.refusal(live_streams=1, now=10.0) is not None
+
+
+def test_the_first_stream_is_always_admitted():
+    controller = AdmissionController(AdmissionPolicy(max_streams=0), max_batch_size=32)
+    controller.model.record(1, 2.0, CHUNK_S)  # slower than real time even alone
+    controller.meter.record(0.0, 10.0)
+    assert controller.refusal(live_streams=0, now=10.0) is None
 
 
 def test_utilization_counts_only_the_recent_window():
