@@ -10,13 +10,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+TRY_AGAIN_LATER = 1013  # DESIGN §4: refused for load
+
+
+class ConnectError(Exception):
+    """The server could not be reached, or refused the WebSocket handshake."""
 
 
 class ServerError(Exception):
@@ -25,6 +32,18 @@ class ServerError(Exception):
     def __init__(self, message: str, code: str, close_code: int | None) -> None:
         super().__init__(f"{message} ({code}, close {close_code})")
         self.message, self.code, self.close_code = message, code, close_code
+
+    @property
+    def overloaded(self) -> bool:
+        return self.close_code == TRY_AGAIN_LATER or self.code == "overloaded"
+
+    def describe(self) -> str:
+        """One line for a terminal user."""
+        if self.overloaded:
+            return f"server is overloaded, try again later: {self.message}"
+        if self.code == "closed":
+            return f"the server closed the connection (close code {self.close_code})"
+        return f"server error: {self.message} ({self.code})"
 
 
 @dataclass
@@ -103,6 +122,38 @@ class CaptionClient:
     async def close(self) -> None:
         await self.websocket.close()
 
+    async def stream(
+        self,
+        audio: AsyncIterable[bytes],
+        on_message: Callable[[dict[str, Any]], None] | None = None,
+        **config: Any,
+    ) -> Transcript:
+        """Start a stream, send `audio` while receiving, end it, and return what the
+        server sent once its last message (`is_final`) arrived.
+
+        Receiving runs alongside sending so partials show while audio flows."""
+        await self.start(**config)
+        sender = asyncio.create_task(self._send_all(audio))
+        transcript = Transcript()
+        try:
+            async for message in self.messages():
+                transcript.messages.append(message)
+                if on_message is not None:
+                    on_message(message)
+        finally:
+            if not sender.done():
+                sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        return transcript
+
+    async def _send_all(self, audio: AsyncIterable[bytes]) -> None:
+        try:
+            async for data in audio:
+                await self.send_audio(data)
+            await self.end()  # DESIGN §4: flush the last segment, then is_final
+        except ConnectionClosed:
+            pass  # the receiving side reports why
+
 
 class _Connecting:
     """`async with CaptionClient.connect(url)` support."""
@@ -110,13 +161,28 @@ class _Connecting:
     def __init__(self, url: str, kwargs: dict[str, Any]) -> None:
         kwargs.setdefault("subprotocols", ["binary"])
         kwargs.setdefault("max_size", None)
-        self._connect = connect(url, **kwargs)
+        self._url = url
+        try:
+            self._connect = connect(url, **kwargs)
+        except InvalidURI as exc:
+            raise ConnectError(str(exc)) from None
 
     async def __aenter__(self) -> CaptionClient:
-        return CaptionClient(await self._connect.__aenter__())
+        try:
+            return CaptionClient(await self._connect.__aenter__())
+        except (OSError, TimeoutError, InvalidHandshake) as exc:
+            raise ConnectError(f"cannot connect to {self._url}: {_reason(exc)}") from None
 
     async def __aexit__(self, *exc_info: Any) -> None:
         await self._connect.__aexit__(*exc_info)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is `captiond serve` running there?)"
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc) or type(exc).__name__
 
 
 def _close_code(exc: ConnectionClosed) -> int | None:

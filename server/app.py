@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 from collections.abc import Sequence
+from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -70,7 +71,7 @@ class CaptionServer:
     async def _handle(self, websocket: ServerConnection) -> None:
         path = websocket.request.path.split("?", 1)[0]
         if path.startswith(ROOMS_PREFIX):
-            await self.rooms.serve_viewer(path[len(ROOMS_PREFIX):], websocket)
+            await self.rooms.serve_viewer(unquote(path[len(ROOMS_PREFIX):]), websocket)
             return
         loop = asyncio.get_running_loop()
         session = CaptionSession(

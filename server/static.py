@@ -3,12 +3,14 @@ web server and no build step (DESIGN §3)."""
 
 from __future__ import annotations
 
+import email.utils
 import http
 import mimetypes
 from importlib import resources
 from pathlib import Path
 
 from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 PAGES = {"": "index.html", "display": "display.html", "overlay": "overlay.html"}
@@ -37,12 +39,17 @@ def respond_static(connection: ServerConnection, path: str) -> Response:
     # resolve() + the parent check refuse ../ escapes out of web_demo/
     if target is None or root not in target.parents or not target.is_file():
         return connection.respond(http.HTTPStatus.NOT_FOUND, "Not found\n")
-    response = connection.respond(http.HTTPStatus.OK, "")
-    response.body = target.read_bytes()
+    body = target.read_bytes()
     content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
     if content_type.startswith("text/"):
         content_type += "; charset=utf-8"
-    response.headers["Content-Type"] = content_type
-    response.headers["Content-Length"] = str(len(response.body))
-    response.headers["Cache-Control"] = "no-cache"
-    return response
+    headers = Headers([
+        ("Date", email.utils.formatdate(usegmt=True)),
+        ("Connection", "close"),
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-cache"),
+    ])
+    # Built directly: respond() already sets Content-Type/Length, and assigning
+    # to websockets' Headers adds a second copy, which browsers reject.
+    return Response(http.HTTPStatus.OK.value, http.HTTPStatus.OK.phrase, headers, body)

@@ -16,6 +16,11 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 
+class ModelNotFoundError(RuntimeError):
+    """A model named in the configuration is not on disk and cannot be downloaded.
+    Raised at startup only; its message says what to do (never a client error)."""
+
+
 class ClientError(Exception):
     """The client sent something we cannot accept."""
 

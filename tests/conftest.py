@@ -39,9 +39,9 @@ def test_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def paraformer_engine(test_models_dir: Path):
-    from streaming.engines.paraformer import ParaformerStreamingEngine
+    from server.engines import load_paraformer
 
-    return ParaformerStreamingEngine.from_models(
+    return load_paraformer(
         str(test_models_dir / "paraformer-streaming"),
         str(test_models_dir / "paraformer-offline"),
         str(test_models_dir / "ct-punc"),

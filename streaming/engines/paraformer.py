@@ -1,15 +1,13 @@
 """The default engine: FunASR streaming Paraformer + SeACo final pass (DESIGN §5).
 
-Online pass: per stream, the state is FunASR's own `ParaformerStreaming` cache
-(encoder look-back K/V + FSMN memories `opt`, CIF `cif_hidden`/`cif_alphas`,
-decoder `decode_fsmn`, frontend waveform/fbank/LFR look-back, `feats` overlap
-frames, `start_idx`, unconsumed `prev_samples`). Each stride runs FunASR's own
-pieces in the order `ParaformerStreaming.inference`/`generate_chunk` run them
-(extract_fbank with the frontend cache → encode_chunk → calc_predictor_chunk →
-cal_decoder_with_predictor_chunk → greedy ids → tokens), so the tokens equal
-FunASR's reference exactly however the audio is split. `step` has a batched
-shape; inside it still runs one stream at a time (batching is the next step,
-DESIGN §6).
+Online pass: per stream, the state holds what FunASR's `ParaformerStreaming`
+cache holds (encoder look-back K/V, CIF integrate/hidden, decoder FSMN and
+cross-attention memories, frontend look-back, overlap frames, positional
+offset, unconsumed samples), as tensors that stack across streams. `step`
+runs every stream of a call through one forward per round, with FunASR's own
+modules (paraformer_batch, DESIGN §6); a stream's tokens equal FunASR's
+reference `ParaformerStreaming.inference` however its audio is split and
+whatever else is in the batch.
 
 Final pass: the offline model on the whole utterance (SeACo hotwords forwarded
 natively), then punctuation → ITN → hotword correction.
@@ -35,13 +33,16 @@ from streaming.engines.base import (
     SentenceStamp,
     StreamOptions,
 )
-from streaming.engines.funasr_loading import load_funasr_model, pick_device
+from streaming.engines.paraformer_batch import (
+    SAMPLES_PER_UNIT,
+    BatchedStreamingParaformer,
+    StreamState,
+)
+from streaming.engines.paraformer_speed import online_dtype, quantize_linear
 from streaming.postprocess.hotwords import HotwordCorrector
 from streaming.postprocess.itn import InverseNormalizer
 from streaming.postprocess.punctuation import Punctuator, Segment, join_words
 
-# FunASR's streaming frontend works in 60 ms units of 960 samples (chunk_size[1] * 960).
-SAMPLES_PER_UNIT = 960
 # Settings of FunASR's streaming demo (and its runtime server).
 ENCODER_CHUNK_LOOK_BACK = 4
 DECODER_CHUNK_LOOK_BACK = 1
@@ -51,11 +52,10 @@ _CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])")
 
 @dataclass
 class ParaformerStream:
-    """Opaque per-utterance state: FunASR's cache dict plus the stream's options."""
+    """Opaque per-utterance state: the batched runner's tensors plus the stream's options."""
 
-    cache: dict[str, Any]
+    online: StreamState
     options: StreamOptions
-    samples_fed: int = 0
 
 
 def _hotword_string(hotwords: Mapping[str, int]) -> str | None:
@@ -65,114 +65,61 @@ def _hotword_string(hotwords: Mapping[str, int]) -> str | None:
 
 
 class ParaformerStreamingEngine:
-    """`Engine` over loaded FunASR AutoModels (online, offline, optional punctuation)."""
+    """`Engine` over loaded FunASR AutoModels (online, offline, optional punctuation).
+
+    `dtype` ("float16"/"bfloat16") runs the online model in half precision on
+    CUDA; `quantize="int8"` swaps the `nn.Linear` layers of the online and
+    offline models for dynamically quantised ones (CPU only).
+    """
 
     name = "paraformer"
 
     def __init__(
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
-        device: str = "cpu",
+        device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
     ) -> None:
         self.online = online
         self.offline = offline
+        if offline is not None:
+            _timestamps_per_utterance(offline.model)
         self.punctuator = Punctuator(punc) if punc is not None else None
         self.device = device
         self.itn = InverseNormalizer()
+        if quantize is not None:
+            quantize_linear(online, offline, mode=quantize, device=device)
         self.model = online.model  # the ParaformerStreaming nn.Module
+        torch_dtype = online_dtype(dtype, device)
+        if torch_dtype != torch.float32:
+            self.model.to(torch_dtype)
         self.frontend = online.kwargs["frontend"]
         self.tokenizer = online.kwargs["tokenizer"]
-
-    @classmethod
-    def from_models(
-        cls, online: str, offline: str | None = None, punc: str | None = None,
-        device: str = "auto", **overrides: Any,
-    ) -> ParaformerStreamingEngine:
-        """Load by FunASR alias, hub id or local directory (see funasr_loading)."""
-        device = pick_device(device)
-        online_model = load_funasr_model(online, device=device, role="online", **overrides)
-        offline_model = (
-            load_funasr_model(offline, device=device, role="offline", **overrides)
-            if offline else None
+        self.runner = BatchedStreamingParaformer(
+            self.model, self.frontend, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
+            decoder_look_back=DECODER_CHUNK_LOOK_BACK, device=device, dtype=torch_dtype,
         )
-        punc_model = (
-            load_funasr_model(punc, device=device, role="punctuation", **overrides)
-            if punc else None
-        )
-        return cls(online_model, offline_model, punc_model, device=device)
 
     # -- online pass -------------------------------------------------------
 
     def chunk_samples(self, options: StreamOptions) -> int:
         return int(options.chunk_size[1]) * SAMPLES_PER_UNIT
 
-    def _cache_kwargs(self, options: StreamOptions) -> dict[str, Any]:
-        return dict(
-            chunk_size=list(options.chunk_size),
-            encoder_chunk_look_back=ENCODER_CHUNK_LOOK_BACK,
-            decoder_chunk_look_back=DECODER_CHUNK_LOOK_BACK,
-            encoder_conf=self.online.kwargs["encoder_conf"],
-            frontend_conf=self.online.kwargs["frontend_conf"],
-        )
-
     def new_stream(self, options: StreamOptions) -> ParaformerStream:
-        cache = self.model.init_cache({}, **self._cache_kwargs(options))
-        return ParaformerStream(cache=cache, options=options)
+        return ParaformerStream(online=self.runner.new_state(options.chunk_size), options=options)
 
     def step(self, batch: Sequence[ChunkRequest]) -> list[ChunkResult]:
+        """One batched forward per round for all streams (paraformer_batch)."""
         with torch.inference_mode():
-            return [self._step_one(req) for req in batch]
-
-    def _step_one(self, req: ChunkRequest) -> ChunkResult:
-        state: ParaformerStream = req.state
-        cache = state.cache
-        stride = self.chunk_samples(state.options)
-        samples = torch.from_numpy(np.ascontiguousarray(req.samples, dtype=np.float32))
-        audio = torch.cat((cache["prev_samples"], samples))
-        # Same split as ParaformerStreaming.inference: whole strides now, the rest
-        # waits in prev_samples; on the last call one more (short or empty) stride.
-        n = len(audio) // stride + int(req.is_last)
-        rest = 0 if req.is_last else len(audio) % stride
-        tokens: list[str] = []
-        for i in range(n):
-            is_final = req.is_last and i == n - 1
-            tokens += self._run_stride(cache, audio[i * stride : (i + 1) * stride], is_final)
-        cache["prev_samples"] = audio[len(audio) - rest :] if rest > 0 else torch.empty(0)
-        state.samples_fed += len(samples)
-        if req.is_last:  # FunASR re-initialises after the final chunk; a new utterance starts
-            state = self.new_stream(state.options)
-        return ChunkResult(state=state, committed=tuple(tokens))
-
-    def _features(self, cache: dict, audio: torch.Tensor, is_final: bool):
-        from funasr.utils.load_utils import extract_fbank
-
-        if is_final and len(audio) < SAMPLES_PER_UNIT:
-            # Too little audio for a frame: flush the encoder's overlap frames instead.
-            cache["encoder"]["tail_chunk"] = True
-            speech = cache["encoder"]["feats"]
-            return speech, torch.tensor([speech.shape[1]], dtype=torch.int64)
-        return extract_fbank(
-            [audio], data_type="sound", frontend=self.frontend,
-            cache=cache["frontend"], is_final=is_final,
-        )
-
-    def _run_stride(self, cache: dict, audio: torch.Tensor, is_final: bool) -> list[str]:
-        model = self.model
-        speech, speech_lengths = self._features(cache, audio, is_final)
-        speech = speech.to(self.device)
-        speech_lengths = speech_lengths.to(self.device)
-        enc, enc_lens = model.encode_chunk(speech, speech_lengths, cache=cache, is_final=is_final)
-        embeds, token_len, _, _ = model.calc_predictor_chunk(
-            enc, enc_lens, cache=cache, is_final=is_final
-        )
-        token_len = token_len.round().long()
-        if torch.max(token_len) < 1:
-            return []
-        dec_out, _ = model.cal_decoder_with_predictor_chunk(
-            enc, enc_lens, embeds, token_len, cache=cache
-        )
-        ids = dec_out[0, : token_len[0], :].argmax(dim=-1).tolist()
-        skip = {model.eos, model.sos, model.blank_id}
-        return list(self.tokenizer.ids2tokens([i for i in ids if i not in skip]))
+            ids = self.runner.step(
+                [req.state.online for req in batch], [req.samples for req in batch],
+                [req.is_last for req in batch],
+            )
+        results = []
+        for req, row_ids in zip(batch, ids):
+            # FunASR re-initialises after the final chunk; a new utterance starts.
+            state = self.new_stream(req.state.options) if req.is_last else req.state
+            tokens = tuple(self.tokenizer.ids2tokens(row_ids)) if row_ids else ()
+            results.append(ChunkResult(state=state, committed=tokens))
+        return results
 
     def render(self, tokens: Sequence[str]) -> str:
         from funasr.utils.postprocess_utils import sentence_postprocess
@@ -182,28 +129,41 @@ class ParaformerStreamingEngine:
     # -- final pass --------------------------------------------------------
 
     def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
+        """Offline model over the whole batch (one forward per hotword set), then
+        punctuation and ITN per utterance (CT-Transformer's inference is batch-1)."""
         with torch.inference_mode():
-            return [self._finalize_one(req) for req in batch]
+            recognised = self._recognise(batch)
+            return [self._finalize_one(req, *rec) for req, rec in zip(batch, recognised)]
 
-    def _recognise(self, req: FinalRequest) -> tuple[str, list[list[int]]]:
-        """Offline model on the utterance: (space-separated words, per-word [start, end] ms)."""
+    def _recognise(self, batch: Sequence[FinalRequest]) -> list[tuple[str, list[list[int]]]]:
+        """Per utterance: (space-separated words, per-word [start, end] ms)."""
+        results: list[tuple[str, list[list[int]]]] = [("", [])] * len(batch)
         if self.offline is None:
-            stream = self.new_stream(req.options)
-            result = self._step_one(ChunkRequest(stream, req.samples, is_last=True))
-            return " ".join(result.committed).replace("@@ ", ""), []
-        if len(req.samples) < SAMPLES_PER_UNIT:
-            return "", []
-        cfg: dict[str, Any] = {}
-        hotword = _hotword_string(req.options.hotwords)
+            streams = [ChunkRequest(self.new_stream(r.options), r.samples, True) for r in batch]
+            return [(" ".join(res.committed).replace("@@ ", ""), []) for res in self.step(streams)]
+        # SeACo encodes the hotword list once per call: batch utterances that share one.
+        groups: dict[str | None, list[int]] = {}
+        for i, req in enumerate(batch):
+            if len(req.samples) >= SAMPLES_PER_UNIT:
+                groups.setdefault(_hotword_string(req.options.hotwords), []).append(i)
+        for hotword, indices in groups.items():
+            outs = self._offline_batch([batch[i].samples for i in indices], hotword)
+            for i, res in zip(indices, outs):
+                stamps = [list(t) for t in res.get("timestamp", []) or []]
+                results[i] = (str(res.get("text", "")), stamps)
+        return results
+
+    def _offline_batch(self, audio: list[np.ndarray], hotword: str | None) -> list[dict]:
+        cfg: dict[str, Any] = {"batch_size": len(audio)}
         if hotword is not None:
             cfg["hotword"] = hotword
         with contextlib.redirect_stdout(io.StringIO()):
-            out = self.offline.generate(input=np.asarray(req.samples, dtype=np.float32), **cfg)
-        res = out[0] if out else {}
-        return str(res.get("text", "")), [list(t) for t in res.get("timestamp", []) or []]
+            out = self.offline.generate(
+                input=[np.asarray(a, dtype=np.float32) for a in audio], **cfg)
+        # FunASR returns no result at all for a batch in which nothing fired a token.
+        return out if len(out) == len(audio) else [{} for _ in audio]
 
-    def _finalize_one(self, req: FinalRequest) -> FinalResult:
-        text, stamps = self._recognise(req)
+    def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]]) -> FinalResult:
         words = text.split()
         if not words:
             return FinalResult(text="")
@@ -231,6 +191,41 @@ class ParaformerStreamingEngine:
         start, end = (spans[0][0], spans[-1][1]) if spans else (0, duration_ms)
         return SentenceStamp(text=text, punc=seg.punc, start_ms=start, end_ms=end,
                              token_spans_ms=spans)
+
+
+def _timestamps_per_utterance(model: Any) -> None:
+    """Make the offline model run its timestamp head one utterance at a time.
+
+    SeACo's timestamp head (CifPredictorV3, `cnn_blstm` upsampling) feeds a
+    batch's padding through its BLSTM (FunASR masks the alphas, not the LSTM
+    input), which moved the last token's stamp of a shorter utterance by a
+    frame in a batched final. The head is a conv and a small BLSTM, tiny next to
+    the encoder and decoder, so per utterance it costs little and batched
+    finals equal single ones.
+    """
+    batched = getattr(model, "calc_predictor_timestamp", None)
+    if batched is None:
+        return
+
+    def per_utterance(encoder_out, encoder_out_lens, token_num):
+        if encoder_out.shape[0] == 1:
+            return batched(encoder_out, encoder_out_lens, token_num)
+        parts = [
+            batched(encoder_out[i : i + 1, :n], encoder_out_lens[i : i + 1], token_num[i : i + 1])
+            for i, n in enumerate(encoder_out_lens.tolist())
+        ]
+        return tuple(_pad_cat([p[k] for p in parts]) for k in range(len(parts[0])))
+
+    model.calc_predictor_timestamp = per_utterance
+
+
+def _pad_cat(rows: list[torch.Tensor]) -> torch.Tensor:
+    """Concatenate (1, L_i, ...) tensors on dim 0, zero-padding dim 1 to the longest."""
+    longest = max(r.shape[1] for r in rows)
+    out = rows[0].new_zeros((len(rows), longest, *rows[0].shape[2:]))
+    for i, r in enumerate(rows):
+        out[i, : r.shape[1]] = r[0]
+    return out
 
 
 def _join_sentences(pieces: Sequence[str]) -> str:

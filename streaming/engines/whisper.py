@@ -46,7 +46,7 @@ from streaming.engines.base import (
     SentenceStamp,
     StreamOptions,
 )
-from streaming.engines.funasr_loading import ModelNotFoundError
+from streaming.errors import ModelNotFoundError
 
 WHISPER_INPUT_S = 30  # the encoder always reads 30 s of (padded) features
 _HOP = 160  # feature frames are 10 ms

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from streaming.engines.funasr_loading import ModelNotFoundError, load_funasr_model, pick_device
+from server.model_loading import ModelNotFoundError, load_funasr_model, pick_device
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from streaming.postprocess.punctuation import Punctuator
 
 
 def test_punctuator_on_generated_ct_transformer(test_models_dir):
-    from streaming.engines.funasr_loading import load_funasr_model
+    from server.model_loading import load_funasr_model
 
     p = Punctuator(load_funasr_model(str(test_models_dir / "ct-punc"), device="cpu",
                                      role="punctuation"))

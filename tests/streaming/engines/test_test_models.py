@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from server.model_loading import load_funasr_model
 from streaming.engines import test_models as tm
-from streaming.engines.funasr_loading import load_funasr_model
 
 
 def _digest(path: Path) -> str:

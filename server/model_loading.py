@@ -21,14 +21,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from streaming.errors import ModelNotFoundError
+
+__all__ = ["ModelNotFoundError", "load_funasr_model", "pick_device"]
+
 log = logging.getLogger(__name__)
 
 ROLES = ("online", "offline", "punctuation")
 _PROBE_TIMEOUT_S = 3.0
-
-
-class ModelNotFoundError(RuntimeError):
-    """A model named in the configuration is not on disk and cannot be downloaded."""
 
 
 def pick_device(device: str = "auto") -> str:
@@ -177,6 +177,9 @@ def load_funasr_model(
     kwargs: dict[str, Any] = dict(
         model=target, device=pick_device(device), hub=hub, disable_update=True,
         disable_pbar=True, disable_log=True, log_level="ERROR",
+        # AutoModel sets torch's thread count to `ncpu` (default 4, which
+        # oversubscribes small machines); use what the machine has.
+        ncpu=os.cpu_count() or 1,
     )
     kwargs.update(overrides)
     # FunASR prints its banner and download failures to stdout; keep them in the log.

@@ -1,0 +1,154 @@
+"""Per-chunk cost of the Paraformer online pass by batch size (DESIGN §6).
+
+For each batch size B, B streams of real speech (tests/data/multi.wav, each
+from a different offset) are warmed up until every one has its full encoder
+look-back (steady state), then `--ticks` batched `step` calls of one 600 ms
+stride per stream are timed. Reported: ms per step, ms per stream-chunk, and
+the implied real-time capacity (streams = 600 ms / ms per stream-chunk) on
+this machine. `--funasr` adds FunASR's own batch-1 streaming inference
+(`AutoModel.generate(cache=...)`) on the same audio as the baseline.
+
+    python -m bench.engine_step_bench --model-dir /tmp/large-models
+    python -m bench.engine_step_bench --model-dir DIR --batch-sizes 1,8 --quantize int8
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+from streaming.engines.base import ChunkRequest, StreamOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK_S = 0.6
+WARMUP_STRIDES = 4  # encoder look-back is 4 chunks of 10 frames; 15 frames enter per stride
+
+
+@dataclass
+class Row:
+    config: str
+    batch_size: int
+    ms_per_step: float
+    ms_per_stream_chunk: float
+    streams_real_time: float
+    rtf_per_stream: float
+
+
+def load_audio() -> np.ndarray:
+    audio, rate = soundfile.read(ROOT / "tests" / "data" / "multi.wav", dtype="float32")
+    assert rate == 16000
+    return audio
+
+
+def piece(audio: np.ndarray, stream: int, tick: int, stride: int) -> np.ndarray:
+    start = (stream * 7919 + tick * stride) % (len(audio) - stride)
+    return audio[start : start + stride]
+
+
+def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str) -> Row:
+    options = StreamOptions()
+    stride = engine.chunk_samples(options)
+    states = [engine.new_stream(options) for _ in range(batch)]
+
+    def one_tick(tick: int) -> None:
+        results = engine.step(
+            [ChunkRequest(s, piece(audio, i, tick, stride), False) for i, s in enumerate(states)]
+        )
+        states[:] = [r.state for r in results]
+
+    for tick in range(WARMUP_STRIDES):
+        one_tick(tick)
+    start = time.perf_counter()
+    for tick in range(WARMUP_STRIDES, WARMUP_STRIDES + ticks):
+        one_tick(tick)
+    return make_row(config, batch, (time.perf_counter() - start) / ticks)
+
+
+def bench_funasr(engine, audio: np.ndarray, ticks: int) -> Row:
+    """FunASR's own streaming inference, one stream, same stride and look-back settings."""
+    stride = engine.chunk_samples(StreamOptions())
+    cache: dict = {}
+
+    def one_tick(tick: int) -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            engine.online.generate(
+                input=piece(audio, 0, tick, stride), cache=cache, is_final=False,
+                chunk_size=[5, 10, 5], encoder_chunk_look_back=4, decoder_chunk_look_back=1,
+            )
+
+    for tick in range(WARMUP_STRIDES):
+        one_tick(tick)
+    start = time.perf_counter()
+    for tick in range(WARMUP_STRIDES, WARMUP_STRIDES + ticks):
+        one_tick(tick)
+    return make_row("funasr-batch1", 1, (time.perf_counter() - start) / ticks)
+
+
+def make_row(config: str, batch: int, seconds_per_step: float) -> Row:
+    per_chunk = seconds_per_step / batch
+    return Row(config, batch, round(seconds_per_step * 1000, 1), round(per_chunk * 1000, 1),
+               round(CHUNK_S / per_chunk, 2), round(per_chunk / CHUNK_S, 3))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", type=Path, required=True,
+                        help="root holding paraformer-streaming/ (captiond make-test-models)")
+    parser.add_argument("--batch-sizes", default="1,4,8,16,32")
+    parser.add_argument("--ticks", type=int, default=3, help="timed strides per batch size")
+    parser.add_argument("--quantize", choices=["int8"], default=None)
+    parser.add_argument("--dtype", default=None, help="float16/bfloat16 (CUDA only)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
+    args = parser.parse_args()
+
+    from server.engines import load_paraformer
+
+    engine = load_paraformer(
+        str(args.model_dir / "paraformer-streaming"), device=args.device, dtype=args.dtype,
+        quantize=args.quantize,
+    )
+    audio = load_audio()
+    config = "batched" + (f"-{args.quantize}" if args.quantize else "")
+    rows = []
+    with torch.inference_mode():
+        if args.funasr:
+            rows.append(bench_funasr(engine, audio, args.ticks))
+            print_row(rows[-1], header=True)
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            rows.append(bench_engine(engine, audio, batch, args.ticks, config))
+            print_row(rows[-1], header=len(rows) == 1)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "processor": platform.processor(), "torch": torch.__version__,
+                    "device": args.device},
+        "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
+    }, indent=2))
+    print(f"wrote {args.json}")
+
+
+def print_row(row: Row, header: bool) -> None:
+    if header:
+        print(f"{'config':<16}{'batch':>6}{'ms/step':>10}{'ms/stream-chunk':>17}"
+              f"{'streams (RT)':>14}{'RTF/stream':>12}")
+    print(f"{row.config:<16}{row.batch_size:>6}{row.ms_per_step:>10}"
+          f"{row.ms_per_stream_chunk:>17}{row.streams_real_time:>14}{row.rtf_per_stream:>12}",
+          flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,165 @@
+"""The client subcommands of `captiond`: `mic`, `file`, `watch`.
+
+`server/cli.py` calls `add_client_commands(subparsers)`. Every command returns
+an exit code; failures a user can act on (server unreachable, refused for load,
+unreadable file, no microphone) print one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+DEFAULT_URL = "ws://127.0.0.1:10095"
+EXIT_ERROR = 1  # the server or the connection failed
+EXIT_USAGE = 2  # bad input: file, device, output format
+EXIT_INTERRUPTED = 130  # quit with a second Ctrl-C, as shells report SIGINT
+
+
+def add_client_commands(commands: argparse._SubParsersAction) -> None:
+    _add_mic(commands)
+    _add_file(commands)
+    _add_watch(commands)
+
+
+def _add_stream_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("url", nargs="?", default=DEFAULT_URL,
+                   help=f"captiond server (default {DEFAULT_URL})")
+    p.add_argument("--mode", default="2pass", choices=["2pass", "online", "offline"],
+                   help="2pass: partials + corrected finals (default); online: partials "
+                        "only; offline: finals only")
+    p.add_argument("--hotwords", help='words to favour: "word word" or a JSON {word: weight}')
+    p.add_argument("--room", help="also show the captions to the viewers of this room")
+    p.add_argument("--speaker", help="display name in the room")
+    p.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
+                   help="write the transcript; format by extension: .txt .json .srt .vtt "
+                        "(repeatable)")
+
+
+def _add_mic(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("mic", help="live captions from a microphone",
+                            description="Live captions from a microphone. Ctrl-C ends the "
+                                        "stream after its last final; twice quits at once.")
+    _add_stream_options(p)
+    p.add_argument("--device", help="input device index or name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--input-wav", metavar="WAV",
+                   help="play this 16-bit WAV as the microphone, in real time (demos, tests)")
+    p.set_defaults(func=_mic)
+
+
+def _add_file(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("file", help="caption an audio/video file, write transcripts")
+    p.add_argument("path", help="any audio or video file FFmpeg reads")
+    _add_stream_options(p)
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
+                      help="send at real-time pace (default for online and 2pass)")
+    pace.add_argument("--no-realtime", dest="realtime", action="store_false",
+                      help="send as fast as the server accepts (default for offline)")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar")
+    p.set_defaults(func=_file)
+
+
+def _add_watch(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("watch", help="show a room's captions in the terminal")
+    p.add_argument("room")
+    p.add_argument("url", nargs="?", default=DEFAULT_URL,
+                   help=f"captiond server (default {DEFAULT_URL})")
+    p.set_defaults(func=_watch)
+
+
+def normalize_url(url: str) -> str:
+    """Accept `host:port` and http(s) URLs as well as ws(s)."""
+    for web, ws in (("http://", "ws://"), ("https://", "wss://")):
+        if url.startswith(web):
+            return ws + url[len(web):]
+    return url if "://" in url else f"ws://{url}"
+
+
+# ---- commands -------------------------------------------------------------------
+
+
+def _mic(args: argparse.Namespace) -> int:
+    from clients.audio_input import WavInputStream, open_microphone
+    from clients.mic import MicOptions, run_mic
+
+    if args.list_devices:
+        return _run_command(_print_devices)
+    options = MicOptions(normalize_url(args.url), args.mode, args.hotwords, args.room,
+                         args.speaker, outputs=args.output)
+    device = int(args.device) if args.device and args.device.isdigit() else args.device
+    if args.input_wav:
+        def open_stream(callback):
+            return WavInputStream(args.input_wav, callback)
+    else:
+        def open_stream(callback):
+            return open_microphone(device, callback)
+    return _run_command(lambda: run_mic(options, open_stream))
+
+
+def _file(args: argparse.Namespace) -> int:
+    from clients.file import FileOptions, transcribe_file
+
+    options = FileOptions(args.path, normalize_url(args.url), args.mode, args.realtime,
+                          args.hotwords, args.room, args.speaker, args.output, args.progress)
+    return _run_command(lambda: transcribe_file(options))
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from clients.watch import watch_room
+
+    # Ctrl-C is how one leaves `watch`: not a failure.
+    return _run_command(lambda: watch_room(normalize_url(args.url), args.room), quit_code=0)
+
+
+async def _print_devices() -> None:
+    from clients.audio_input import list_devices
+
+    print(list_devices())
+
+
+def _run_command(make: Callable[[], Coroutine[Any, Any, Any]], quit_code: int = EXIT_INTERRUPTED
+                 ) -> int:
+    """Run a client coroutine; turn the failures users cause or meet into one line."""
+    try:
+        asyncio.run(make())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        return quit_code
+    except Exception as exc:  # noqa: BLE001 — mapped to a message, see _describe
+        code, message = _describe(exc)
+        print(f"captiond: {message}", file=sys.stderr)
+        return code
+    return 0
+
+
+def _describe(exc: Exception) -> tuple[int, str]:
+    from clients.audio_input import AudioDecodeError, MicrophoneError
+    from clients.client import ConnectError, ServerError
+    from clients.transcript_files import UnknownFormat
+
+    if isinstance(exc, ServerError):
+        return EXIT_ERROR, exc.describe()
+    if isinstance(exc, ConnectError):
+        return EXIT_ERROR, str(exc)
+    if isinstance(exc, (AudioDecodeError, MicrophoneError, UnknownFormat)):
+        return EXIT_USAGE, str(exc)
+    if isinstance(exc, OSError):  # e.g. an output file in a missing directory
+        return EXIT_ERROR, f"{getattr(exc, 'filename', '') or ''} {exc.strerror or exc}".strip()
+    raise exc  # a bug: keep the traceback
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m clients.cli COMMAND …`: the client commands without the server's CLI."""
+    parser = argparse.ArgumentParser(prog="captiond")
+    add_client_commands(parser.add_subparsers(required=True, metavar="COMMAND"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Speed options of the Paraformer engine: half precision on GPU, int8 Linear on CPU."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+QUANTIZE_MODES = ("int8",)
+
+
+def online_dtype(name: str | None, device: str) -> torch.dtype:
+    """The online model's dtype; half precision only where it is fast (CUDA)."""
+    if name is None:
+        return torch.float32
+    if name not in _DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, not {name!r}")
+    dtype = _DTYPES[name]
+    if dtype != torch.float32 and not str(device).startswith("cuda"):
+        raise ValueError(f"dtype {name} needs a CUDA device (got {device!r})")
+    return dtype
+
+
+def quantize_linear(*models: Any, mode: str, device: str) -> None:
+    """Dynamic int8 quantisation of every nn.Linear, in place, in each loaded AutoModel."""
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be one of {QUANTIZE_MODES}, not {mode!r}")
+    if str(device) != "cpu":
+        raise ValueError("int8 dynamic quantisation runs on the CPU only")
+    for model in models:
+        if model is None:
+            continue
+        with warnings.catch_warnings():
+            # torch.ao.quantization and its quantized tensors are deprecated in favour
+            # of torchao, which is not installed; the eager dynamic path still works
+            # and is what we measure.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*quantiz", category=UserWarning)
+            torch.ao.quantization.quantize_dynamic(
+                model.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+            )
