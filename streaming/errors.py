@@ -53,3 +53,10 @@ class UnsupportedFormat(ClientError):
 class TooBig(ClientError):
     code = "too_big"
     close_code = MESSAGE_TOO_BIG
+
+
+class Overloaded(ClientError):
+    """The client sends faster than we can recognise: retry later (1013)."""
+
+    code = "overloaded"
+    close_code = TRY_AGAIN_LATER

@@ -42,10 +42,10 @@ from streaming.engines.base import (
 from streaming.errors import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
-    TRY_AGAIN_LATER,
     AudioBeforeConfig,
     ClientError,
     InvalidAudio,
+    Overloaded,
     TooBig,
 )
 from streaming.events import Error, Event, Final, Partial, StreamEnd
@@ -336,7 +336,7 @@ class CaptionSession:
     def _check_backlog(self) -> None:
         if len(self._queue) > self.limits.max_queued_jobs:
             self._queue.clear()  # nothing here was acknowledged to the client yet
-            raise _Overloaded(
+            raise Overloaded(
                 "audio is arriving faster than it can be recognised; slow down and retry"
             )
 
@@ -446,11 +446,6 @@ class CaptionSession:
     def _close_with(self, error: Error) -> None:
         self._events.append(error)
         self.state = SessionState.CLOSED
-
-
-class _Overloaded(ClientError):
-    code = "overloaded"
-    close_code = TRY_AGAIN_LATER
 
 
 def _ms(samples: int) -> int:
