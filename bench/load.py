@@ -19,15 +19,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +48,12 @@ CONFIGS = {
     "batch1": ["--max-batch-size", "1"],
     "batched": ["--max-batch-size", "64", "--max-wait-ms", "50"],
     "batched-int8": ["--max-batch-size", "64", "--max-wait-ms", "50", "--quantize", "int8"],
+    # GPU rows: one batch can hold every live stream
+    "batched-gpu": ["--max-batch-size", "4096", "--max-wait-ms", "50"],
+    "batched-gpu-fp16": ["--max-batch-size", "4096", "--max-wait-ms", "50", "--dtype", "float16"],
 }
+WARMUP_S = 8.0  # one stream through an utterance end before measuring: first forwards are slow
+DRAIN_TIMEOUT_S = 20.0  # results still missing this long after the last audio: not real time
 
 
 @dataclass
@@ -66,6 +76,8 @@ class RunResult:
     final_p95: float | None
     chunks_per_s: float
     mean_batch_size: float
+    online_busy: float  # share of the run the online lane spent in the engine
+    final_busy: float
     cpu_percent: float
     rss_mb: float
     gpu_mb: float | None
@@ -74,18 +86,19 @@ class RunResult:
 # ---- one client -------------------------------------------------------------
 
 
-async def stream_client(url: str, pcm: bytes, seconds: float, offset_s: float) -> StreamStats:
+async def stream_client(url: str, pcm: bytes, seconds: float, offset_s: float,
+                        mode: str = "2pass") -> StreamStats:
     """Stream `pcm` (looped) for `seconds` at real-time pace; time partials and finals."""
     stats = StreamStats()
     await asyncio.sleep(offset_s)
     sent_at: list[float] = []  # sent_at[i]: when the frame ending at (i+1)*FRAME_S left
     try:
         async with CaptionClient.connect(url) as client:
-            await client.start(mode="2pass", wav_name="load")
+            await client.start(mode=mode, wav_name="load")
             receiver = asyncio.create_task(_receive(client, sent_at, stats))
             await _send_realtime(client, pcm, seconds, sent_at)
             await client.end()
-            await asyncio.wait_for(receiver, timeout=60)
+            await asyncio.wait_for(receiver, timeout=DRAIN_TIMEOUT_S)
     except (ServerError, OSError, TimeoutError) as exc:
         stats.error = str(exc)
     return stats
@@ -105,13 +118,17 @@ async def _send_realtime(client: CaptionClient, pcm: bytes, seconds: float,
 async def _receive(client: CaptionClient, sent_at: list[float], stats: StreamStats) -> None:
     async for message in client.messages():
         now = time.monotonic()
-        frame = int(message.get("end", 0) / 1000 / FRAME_S + 0.5) - 1
+        # the frame whose arrival completed the audio up to `end`
+        frame = math.ceil(message.get("end", 0) / 1000 / FRAME_S - 1e-6) - 1
         if not 0 <= frame < len(sent_at):
             continue
-        if message["mode"] == "2pass-online":
+        # endpoint results (after the VAD's trailing silence) count as finals; the
+        # stream-end flush is left out: it comes without that wait
+        endpoint = not message["is_final"] and (
+            message["mode"] == "2pass-offline" or message.get("final", False))
+        if message["mode"] in ("2pass-online", "online") and not message.get("final"):
             stats.partial_delays.append(now - sent_at[frame])
-        elif message["mode"] == "2pass-offline" and not message["is_final"]:
-            # endpoint finals only: the stream-end flush comes without the VAD wait
+        elif endpoint:
             stats.final_delays.append(now - sent_at[frame])
 
 
@@ -138,8 +155,12 @@ class ServerProcess:
         return self
 
     def __exit__(self, *exc_info) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=120)
+        self.process.terminate()  # drains: open utterances are finalised first
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
     @property
     def url(self) -> str:
@@ -166,7 +187,7 @@ def gpu_memory_mb(pid: int) -> float | None:
 
 
 async def run_once(server: ServerProcess, config: str, streams: int, pcm: bytes,
-                   seconds: float) -> RunResult:
+                   seconds: float, mode: str = "2pass", client_procs: int = 1) -> RunResult:
     import psutil
 
     process = psutil.Process(server.process.pid)
@@ -174,14 +195,32 @@ async def run_once(server: ServerProcess, config: str, streams: int, pcm: bytes,
     process.cpu_percent(None)
     started = time.monotonic()
     offsets = [random.uniform(0, 0.6) for _ in range(streams)]
-    stats = await asyncio.gather(
-        *(stream_client(server.url, pcm, seconds, offset) for offset in offsets)
-    )
+    if client_procs <= 1 or streams < 2 * client_procs:
+        stats = await run_clients(server.url, pcm, seconds, offsets, mode)
+    else:  # one asyncio loop cannot pace hundreds of sockets: spread them over processes
+        loop = asyncio.get_running_loop()
+        shares = [offsets[i::client_procs] for i in range(client_procs)]
+        with ProcessPoolExecutor(client_procs, mp_context=get_context("spawn")) as pool:
+            parts = await asyncio.gather(*(
+                loop.run_in_executor(pool, _client_process, server.url, pcm, seconds, share, mode)
+                for share in shares))
+        stats = [s for part in parts for s in part]
     elapsed = time.monotonic() - started
     after = server.health()
     return summarise(config, streams, stats, before, after, elapsed,
                      process.cpu_percent(None), process.memory_info().rss / 2**20,
                      gpu_memory_mb(server.process.pid))
+
+
+async def run_clients(url: str, pcm: bytes, seconds: float, offsets: list[float],
+                      mode: str) -> list[StreamStats]:
+    return list(await asyncio.gather(
+        *(stream_client(url, pcm, seconds, offset, mode) for offset in offsets)))
+
+
+def _client_process(url: str, pcm: bytes, seconds: float, offsets: list[float],
+                    mode: str) -> list[StreamStats]:
+    return asyncio.run(run_clients(url, pcm, seconds, offsets, mode))
 
 
 def summarise(config, streams, stats, before, after, elapsed, cpu, rss, gpu) -> RunResult:
@@ -199,6 +238,8 @@ def summarise(config, streams, stats, before, after, elapsed, cpu, rss, gpu) -> 
         final_p50=_pct(finals, 50), final_p95=_pct(finals, 95),
         chunks_per_s=round(jobs / elapsed, 2),
         mean_batch_size=round(jobs / batches, 2) if batches else 0.0,
+        online_busy=round((after["online_busy_s"] - before["online_busy_s"]) / elapsed, 2),
+        final_busy=round((after["final_busy_s"] - before["final_busy_s"]) / elapsed, 2),
         cpu_percent=round(cpu, 1), rss_mb=round(rss, 1), gpu_mb=gpu,
     )
 
@@ -208,11 +249,12 @@ def _pct(values: list[float], q: float) -> float | None:
 
 
 async def sweep(config: str, server_args: list[str], counts: list[int], pcm: bytes,
-                seconds: float) -> list[RunResult]:
+                seconds: float, mode: str = "2pass", client_procs: int = 1) -> list[RunResult]:
     results = []
     with ServerProcess([*server_args, *CONFIGS[config]]) as server:
+        await run_clients(server.url, pcm, WARMUP_S, [0.0], mode)  # not measured
         for streams in counts:
-            result = await run_once(server, config, streams, pcm, seconds)
+            result = await run_once(server, config, streams, pcm, seconds, mode, client_procs)
             print(_row(result), flush=True)
             results.append(result)
             if not result.held:
@@ -227,14 +269,25 @@ def held_streams(results: list[RunResult]) -> int:
 # ---- output ------------------------------------------------------------------------
 
 HEADER = ("config", "N", "held", "err", "p50", "p95", "p99", "fin50", "fin95", "chunk/s",
-          "batch", "cpu%", "rssMB", "gpuMB")
+          "batch", "onl.busy", "fin.busy", "cpu%", "rssMB", "gpuMB")
 
 
 def _row(r: RunResult) -> str:
     cells = (r.config, r.streams, "yes" if r.held else "NO", r.errors, r.partial_p50,
              r.partial_p95, r.partial_p99, r.final_p50, r.final_p95, r.chunks_per_s,
-             r.mean_batch_size, r.cpu_percent, r.rss_mb, r.gpu_mb)
+             r.mean_batch_size, r.online_busy, r.final_busy, r.cpu_percent, r.rss_mb, r.gpu_mb)
     return " ".join(f"{'-' if c is None else c!s:>8}" for c in cells)
+
+
+def machine() -> dict:
+    import platform
+
+    info = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
+    if shutil.which("nvidia-smi"):
+        info["gpu"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True).stdout.strip()
+    return info
 
 
 def ensure_models(model_dir: Path, size: str) -> Path:
@@ -255,8 +308,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per run")
     parser.add_argument("--wav", type=Path, default=ROOT / "tests" / "data" / "multi.wav")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--mode", default="2pass", choices=["2pass", "online"],
+                        help="2pass: partials and finals (the default service); online: "
+                             "partials only, which isolates the batched online pass")
+    parser.add_argument("--client-procs", type=int, default=1,
+                        help="spread the clients over this many processes (large N)")
+    parser.add_argument("--threads", type=int, default=None, help="server --threads")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "load.json")
     args = parser.parse_args(argv)
+    # `timeout` and Ctrl-C must not leave a server behind holding the machine
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
 
     models = ensure_models(args.model_dir, args.size)
     server_args = [
@@ -265,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         "--offline-model", str(models / "paraformer-offline"),
         "--punc-model", str(models / "ct-punc"),
     ]
+    if args.threads:
+        server_args += ["--threads", str(args.threads)]
     samples, rate = soundfile.read(args.wav, dtype="int16")
     assert rate == 16000, "the load WAV must be 16 kHz mono"
     pcm = samples.astype("<i2").tobytes()
@@ -272,7 +335,8 @@ def main(argv: list[str] | None = None) -> int:
     print(" ".join(f"{h:>8}" for h in HEADER), flush=True)
     results = {}
     for config in args.configs.split(","):
-        results[config] = asyncio.run(sweep(config, server_args, counts, pcm, args.duration))
+        results[config] = asyncio.run(sweep(config, server_args, counts, pcm, args.duration,
+                                            args.mode, args.client_procs))
     summary = {config: held_streams(runs) for config, runs in results.items()}
     print("\nstreams held in real time (p95 partial delay <= 1 s):")
     for config, held in summary.items():
@@ -280,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {config:>14}: {held}{ratio}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(
-        {"summary": summary, "runs": {c: [asdict(r) for r in rs] for c, rs in results.items()}},
+        {"machine": machine(), "mode": args.mode, "duration_s": args.duration,
+         "summary": summary, "runs": {c: [asdict(r) for r in rs] for c, rs in results.items()}},
         indent=2))
     print(f"wrote {args.json}")
     return 0

@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from server.config import ServerConfig
 from server.connection import CaptionConnection
+from server.engine_thread import EngineThread
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
@@ -33,11 +34,14 @@ ROOMS_PREFIX = "/rooms/"
 
 
 class CaptionServer:
-    def __init__(self, config: ServerConfig, engine: Engine) -> None:
+    def __init__(
+        self, config: ServerConfig, engine: Engine, engine_thread: EngineThread | None = None,
+    ) -> None:
         self.config = config
         self.engine = engine
         self.admission = AdmissionController(config.admission, config.batching.max_batch_size)
-        self.runner = InferenceRunner(engine, config.batching, self.admission)
+        self.runner = InferenceRunner(engine, config.batching, self.admission,
+                                      engine_thread or EngineThread(config.threads))
         self.connections: set[CaptionConnection] = set()
         self.rooms = RoomRegistry()
         self.draining = False
@@ -52,7 +56,7 @@ class CaptionServer:
         if self.config.calibrate:
             log.info("measuring capacity (--no-calibrate skips this)…")
             sizes = sorted({1, min(8, self.config.batching.max_batch_size)})
-            await asyncio.to_thread(self.runner.calibrate, tuple(sizes))
+            await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
             log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
         self._server = await serve(
@@ -110,6 +114,8 @@ class CaptionServer:
             "online_batches": stats.online_batches,
             "online_chunks": stats.online_chunks,
             "mean_online_batch": round(stats.mean_online_batch, 2),
+            "online_busy_s": round(stats.online_busy_s, 3),
+            "final_busy_s": round(stats.final_busy_s, 3),
             "live_streams": sum(c.session.live for c in self.connections),
             "capacity": self.admission.capacity(),
         }

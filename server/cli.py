@@ -59,10 +59,13 @@ def _add_serve(commands) -> None:
     m.add_argument("--quantize", choices=["int8"], default=None,
                    help="paraformer on CPU: int8 dynamic quantisation of linear layers")
     m.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
-                   help="paraformer on GPU: compute dtype (default float16 on cuda)")
+                   help="paraformer on GPU: compute dtype of the online pass (default float32)")
     b = p.add_argument_group("batching")
     b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
     b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
+    b.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for the online pass (default: all cores); "
+                        "final passes run beside it on half as many")
     a = p.add_argument_group("admission control")
     a.add_argument("--max-streams", type=int, default=None,
                    help="hard cap on live streams (default: the measured capacity)")
@@ -107,6 +110,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         admission=AdmissionPolicy(args.target_utilization, args.max_streams,
                                   enabled=args.admission),
         calibrate=args.calibrate,
+        threads=args.threads,
         endpoint=EndpointOptions(
             aggressiveness=args.vad_aggressiveness,
             end_silence_ms=args.end_silence_ms,
@@ -119,16 +123,19 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     from server.app import CaptionServer
+    from server.engine_thread import EngineThread
     from server.engines import build_engine
     from streaming.errors import ModelNotFoundError
 
     config = config_from_args(args)
+    engine_thread = EngineThread(config.threads)  # loads the models, then runs the online lane
     try:
-        engine = build_engine(config.models)
+        engine = engine_thread.call(build_engine, config.models)
     except ModelNotFoundError as exc:
+        engine_thread.close()
         print(f"captiond: {exc}", file=sys.stderr)
         return 2
-    _run(CaptionServer(config, engine).serve_until_signalled())
+    _run(CaptionServer(config, engine, engine_thread).serve_until_signalled())
     return 0
 
 

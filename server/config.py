@@ -32,6 +32,7 @@ class ServerConfig:
     batching: BatchPolicy = field(default_factory=BatchPolicy)
     admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
     calibrate: bool = True  # measure capacity at startup (admission control)
+    threads: int | None = None  # torch threads of the online lane (None: all cores)
     endpoint: EndpointOptions = field(default_factory=EndpointOptions)
     limits: SessionLimits = field(default_factory=SessionLimits)
     idle_timeout_s: float = 120.0  # no frame at all for this long: close (DESIGN §8)

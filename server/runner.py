@@ -2,9 +2,11 @@
 
 It asks the pure `BatchScheduler` what is due, runs that batch on the engine
 in a dedicated thread (the event loop never blocks on the model), hands each
-result back to its session and wakes the session's connection. When nothing
-is due it sleeps until the scheduler's deadline or until new work arrives —
-it never polls.
+result back to its session and wakes the session's connection. Online chunks
+and final passes each have their own thread ("lane"), so a batch of each can
+run at once; the scheduler is asked only for kinds whose lane is free. When
+nothing is due it sleeps until the scheduler's deadline or until new work
+arrives — it never polls.
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
+from server.engine_thread import EngineThread, final_lane_threads
 from streaming.admission import AdmissionController
 from streaming.engines.base import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
 from streaming.scheduler import BatchPolicy, BatchScheduler
@@ -33,6 +35,8 @@ class RunnerStats:
     online_batches: int = 0
     online_chunks: int = 0
     failures: int = 0
+    online_busy_s: float = 0.0  # time each lane spent inside the engine
+    final_busy_s: float = 0.0
 
     def record(self, kind: str, size: int) -> None:
         self.batches += 1
@@ -49,7 +53,7 @@ class RunnerStats:
 class InferenceRunner:
     def __init__(
         self, engine: Engine, policy: BatchPolicy | None = None,
-        admission: AdmissionController | None = None,
+        admission: AdmissionController | None = None, engine_thread: EngineThread | None = None,
     ) -> None:
         self.engine = engine
         self.scheduler = BatchScheduler(policy)
@@ -57,7 +61,16 @@ class InferenceRunner:
         self.stats = RunnerStats()
         self._listeners: dict[CaptionSession, Callable[[], None]] = {}
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="captiond-engine")
+        self.engine_thread = engine_thread or EngineThread()
+        # One lane per job kind, each on its own thread: a final pass (the
+        # offline model over a whole utterance, ~1 s on a CPU) runs beside the
+        # online chunks instead of holding every stream's partials behind it,
+        # as FunASR's C++ 2pass server does with its separate offline decoder.
+        final_threads = final_lane_threads(self.engine_thread.threads)
+        self._lanes = {"online": self.engine_thread,
+                       "final": EngineThread(final_threads, name="captiond-final")}
+        self._busy: set[str] = set()
+        self._batches: set[asyncio.Task] = set()
 
     def attach(self, session: CaptionSession, on_events: Callable[[], None]) -> None:
         self._listeners[session] = on_events
@@ -77,17 +90,31 @@ class InferenceRunner:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            self._wake.clear()
-            due = self.scheduler.next_batch(loop.time())
-            if due is None:
-                await self._sleep_until(self.scheduler.deadline())
-                continue
-            kind, offered = due
-            taken = [(session, session.take_job()) for session in offered]
-            sessions = [session for session, job in taken if job is not None]
-            if sessions:
-                await self._run_batch(kind, sessions, [job for _, job in taken if job is not None])
+        try:
+            while True:
+                self._wake.clear()
+                free = [kind for kind in self._lanes if kind not in self._busy]
+                due = self.scheduler.next_batch(loop.time(), free) if free else None
+                if due is None:
+                    await self._sleep_until(self.scheduler.deadline(free) if free else None)
+                    continue
+                kind, offered = due
+                taken = [(session, session.take_job()) for session in offered]
+                sessions = [session for session, job in taken if job is not None]
+                if sessions:
+                    jobs = [job for _, job in taken if job is not None]
+                    self._busy.add(kind)
+                    batch = asyncio.create_task(self._run_batch(kind, sessions, jobs))
+                    self._batches.add(batch)
+                    batch.add_done_callback(lambda task, kind=kind: self._lane_free(task, kind))
+        finally:
+            for batch in self._batches:
+                batch.cancel()
+
+    def _lane_free(self, task: asyncio.Task, kind: str) -> None:
+        self._batches.discard(task)
+        self._busy.discard(kind)
+        self._wake.set()
 
     async def _sleep_until(self, deadline: float | None) -> None:
         now = asyncio.get_running_loop().time()
@@ -98,9 +125,8 @@ class InferenceRunner:
             pass
 
     async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
-        loop = asyncio.get_running_loop()
         try:
-            results = await loop.run_in_executor(self._executor, self._timed_infer, kind, jobs)
+            results = await self._lanes[kind].run(self._timed_infer, kind, jobs)
         except Exception:
             log.exception("engine failed on a %s batch of %d", kind, len(jobs))
             self.stats.failures += 1
@@ -121,11 +147,17 @@ class InferenceRunner:
         start = time.monotonic()
         results = self._infer(kind, jobs)
         end = time.monotonic()
-        if self.admission is not None:  # deque appends are atomic; the loop only reads
+        log.debug("%s batch of %d took %.0f ms", kind, len(jobs), 1000 * (end - start))
+        if kind == "online":  # written by this lane's thread only
+            self.stats.online_busy_s += end - start
+        else:
+            self.stats.final_busy_s += end - start
+        if self.admission is not None and kind == "online":
+            # deque appends are atomic; the loop only reads. The online lane is
+            # what must keep real time; finals slow it down, which its timings show.
             self.admission.meter.record(start, end)
-            if kind == "online":
-                audio_s = max(len(job.request.samples) for job in jobs) / SAMPLE_RATE
-                self.admission.model.record(len(jobs), end - start, audio_s)
+            audio_s = max(len(job.request.samples) for job in jobs) / SAMPLE_RATE
+            self.admission.model.record(len(jobs), end - start, audio_s)
         return results
 
     def calibrate(self, batch_sizes: tuple[int, ...], chunks: int = 5) -> None:
@@ -152,4 +184,5 @@ class InferenceRunner:
         return self.engine.finalize([job.request for job in jobs])
 
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        for lane in self._lanes.values():
+            lane.close()

@@ -11,7 +11,7 @@ wake, so nothing polls. Entries leave in arrival order, so no session starves.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Collection, Hashable
 from dataclasses import dataclass
 
 
@@ -43,17 +43,22 @@ class BatchScheduler:
     def __len__(self) -> int:
         return sum(len(queue) for queue in self._waiting.values())
 
-    def deadline(self) -> float | None:
-        """When the oldest waiting entry's wait runs out (None: nothing waits)."""
-        oldest = [next(iter(queue.values())) for queue in self._waiting.values() if queue]
+    def deadline(self, kinds: Collection[str] | None = None) -> float | None:
+        """When the oldest waiting entry (of `kinds`, default all) has waited
+        its time out; None if none waits."""
+        oldest = [next(iter(queue.values())) for kind, queue in self._waiting.items()
+                  if queue and (kinds is None or kind in kinds)]
         return min(oldest) + self.policy.max_wait_ms / 1000 if oldest else None
 
-    def next_batch(self, now: float) -> tuple[str, list[Hashable]] | None:
-        """The batch to run now, oldest kind first, or None if none is due."""
+    def next_batch(
+        self, now: float, kinds: Collection[str] | None = None,
+    ) -> tuple[str, list[Hashable]] | None:
+        """The batch to run now, oldest kind first, or None if none is due.
+        `kinds` limits it to those kinds (the driver's free lanes)."""
         due = [
             (next(iter(queue.values())), kind)
             for kind, queue in self._waiting.items()
-            if queue and self._is_due(queue, now)
+            if queue and (kinds is None or kind in kinds) and self._is_due(queue, now)
         ]
         if not due:
             return None

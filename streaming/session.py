@@ -149,7 +149,10 @@ class CaptionSession:
         self.config: StreamConfig | None = None
         self._stream: _Stream | None = None
         self._queue: deque[Job | _EndMarker] = deque()
-        self._in_flight: Job | None = None
+        # At most one job of each kind runs: a final pass (whole utterance,
+        # the slow one) may run while the next utterance's chunks do, as in
+        # FunASR's 2pass server, so partials never wait behind a final.
+        self._in_flight: dict[str, Job] = {}
         self._events: list[Event] = []
         self.last_activity = now
 
@@ -344,14 +347,20 @@ class CaptionSession:
 
     @property
     def has_work(self) -> bool:
-        """A job can be taken now (none in flight, one queued)."""
+        """The next job can be taken now: an online chunk once the previous chunk
+        is done; a final pass once everything before it is (its utterance's
+        chunks, the previous final), so messages stay in order per utterance."""
         self._emit_end_markers()
-        return self._in_flight is None and bool(self._queue)
+        if not self._queue or isinstance(self._queue[0], _EndMarker):
+            return False
+        if self._queue[0].kind == "online":
+            return "online" not in self._in_flight
+        return not self._in_flight
 
     @property
     def busy(self) -> bool:
         """Jobs are queued or running: the stream's messages are not all out yet."""
-        return self._in_flight is not None or bool(self._queue)
+        return bool(self._in_flight) or bool(self._queue)
 
     def peek_kind(self) -> str | None:
         return self._queue[0].kind if self.has_work else None
@@ -362,12 +371,12 @@ class CaptionSession:
         job = self._queue.popleft()
         if isinstance(job, OnlineJob):
             job.request = replace(job.request, state=job.utterance.engine_state)
-        self._in_flight = job
+        self._in_flight[job.kind] = job
         return job
 
     def complete(self, job: Job, result: ChunkResult | FinalResult) -> None:
-        assert job is self._in_flight, "jobs complete in the order they were taken"
-        self._in_flight = None
+        assert self._in_flight.get(job.kind) is job, "a job completes once, after it was taken"
+        del self._in_flight[job.kind]
         if isinstance(job, OnlineJob):
             self._on_chunk_result(job, result)
         else:
@@ -376,7 +385,7 @@ class CaptionSession:
 
     def fail(self, job: Job, message: str) -> None:
         """The engine failed on this job: tell the client (no internals), close."""
-        self._in_flight = None
+        self._in_flight.clear()
         self._queue.clear()
         self._close_with(Error("internal_error", message, INTERNAL_ERROR))
 
@@ -430,7 +439,7 @@ class CaptionSession:
         )
 
     def _emit_end_markers(self) -> None:
-        while self._in_flight is None and self._queue and isinstance(self._queue[0], _EndMarker):
+        while not self._in_flight and self._queue and isinstance(self._queue[0], _EndMarker):
             config = self._queue.popleft().config
             wire_mode = {"online": "online", "offline": "offline"}.get(config.mode, "2pass-offline")
             self._events.append(StreamEnd(wire_mode, config.wav_name))

@@ -58,6 +58,19 @@ def test_kinds_batch_separately_and_the_oldest_kind_goes_first():
     assert sched.next_batch(now=1.0) == ("online", ["y"])
 
 
+def test_a_busy_lane_is_skipped_and_its_deadline_ignored():
+    # the runner passes only the kinds whose lane is free: a final in flight
+    # must not hold back online chunks, nor wake the runner for finals
+    sched = BatchScheduler(BatchPolicy(max_batch_size=8, max_wait_ms=20))
+    sched.offer("f", "final", now=1.0)
+    sched.offer("o", "online", now=2.0)
+    assert sched.deadline(kinds={"online"}) == pytest.approx(2.02)
+    assert sched.next_batch(now=5.0, kinds={"online"}) == ("online", ["o"])
+    assert sched.next_batch(now=5.0, kinds={"online"}) is None
+    assert sched.deadline(kinds={"online"}) is None
+    assert sched.next_batch(now=5.0) == ("final", ["f"])
+
+
 def test_discard_removes_a_waiting_session():
     sched = BatchScheduler(BatchPolicy(max_batch_size=4, max_wait_ms=0))
     sched.offer("a", "online", now=0.0)

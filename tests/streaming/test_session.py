@@ -277,3 +277,37 @@ def test_a_session_waiting_for_the_model_is_not_idle():
     session.receive_audio(pcm, now=0.0)
     assert session.busy
     assert not session.expire_if_idle(now=1000.0, timeout_s=60)
+
+
+def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_final(multi):
+    """Partials of the next sentence must not wait behind the previous final pass
+    (~1 s of a CPU); finals and the closing message still come out in order."""
+    engine = StrideCountingEngine()
+    session = CaptionSession(engine)
+    session.receive_text(json.dumps({"mode": "2pass", "wav_name": "t"}), now=0.0)
+    session.receive_audio(multi, now=0.0)
+    session.receive_text('{"is_speaking": false}', now=1.0)
+
+    def run(job):
+        (result,) = (engine.step if job.kind == "online" else engine.finalize)([job.request])
+        session.complete(job, result)
+
+    while (job := session.take_job()).kind == "online":
+        run(job)
+    first_final = job  # segment 0's final pass, held in flight
+    overlapped = []
+    while session.peek_kind() == "online":
+        overlapped.append(session.take_job())
+        run(overlapped[-1])
+    assert overlapped and {j.utterance.segment for j in overlapped} == {1}
+    assert session.peek_kind() is None  # segment 1's final waits for segment 0's
+    run(first_final)
+    run_jobs(session)
+    events = session.events()
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.segment for f in finals] == [0, 1, 2]
+    for final in finals:  # each utterance's partials still precede its final
+        partials = [i for i, e in enumerate(events)
+                    if isinstance(e, Partial) and e.segment == final.segment]
+        assert max(partials) < events.index(final)
+    assert events[-1].end_of_stream and not session.busy

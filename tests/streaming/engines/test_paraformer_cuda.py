@@ -1,0 +1,96 @@
+"""The Paraformer engine on a GPU: same tokens as on the CPU, state stays on the device.
+
+Skipped where torch sees no CUDA device (CI); run on a GPU machine with
+`python -m pytest tests/streaming/engines/test_paraformer_cuda.py`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from tests.streaming.engines.test_paraformer_engine import engine_tokens
+from tests.streaming.engines.test_paraformer_speed import edit_distance
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def cuda_engine(models_dir, dtype=None):
+    from server.engines import load_paraformer
+
+    return load_paraformer(
+        str(models_dir / "paraformer-streaming"), str(models_dir / "paraformer-offline"),
+        str(models_dir / "ct-punc"), device="cuda", dtype=dtype,
+    )
+
+
+@pytest.fixture(scope="module")
+def clips(data_dir) -> dict[str, np.ndarray]:
+    """The committed espeak fixtures (the GPU machine has no espeak-ng)."""
+    return {name: soundfile.read(data_dir / f"{name}.wav", dtype="float32")[0]
+            for name in ("utt01", "utt03", "multi")}
+
+
+@pytest.fixture(scope="module")
+def fp32_engine(test_models_dir):
+    return cuda_engine(test_models_dir)
+
+
+@pytest.fixture(scope="module")
+def fp16_engine(test_models_dir):
+    return cuda_engine(test_models_dir, "float16")
+
+
+@pytest.mark.parametrize("clip", ["utt01", "utt03", "multi"])
+def test_cuda_float32_tokens_equal_the_cpu_engine(fp32_engine, paraformer_engine, clips, clip):
+    options = StreamOptions()
+    stride = paraformer_engine.chunk_samples(options)
+    audio = clips[clip]
+    want = engine_tokens(paraformer_engine, audio, options, stride)
+    assert engine_tokens(fp32_engine, audio, options, stride) == want
+
+
+def test_cuda_batch_of_streams_equals_each_alone(fp32_engine, clips):
+    options = StreamOptions()
+    stride = fp32_engine.chunk_samples(options)
+    audios = list(clips.values())
+    alone = [engine_tokens(fp32_engine, audio, options, stride) for audio in audios]
+    states = [fp32_engine.new_stream(options) for _ in audios]
+    together: list[list[str]] = [[] for _ in audios]
+    steps = max(-(-len(audio) // stride) for audio in audios)
+    for i in range(steps):
+        live = [k for k, audio in enumerate(audios) if i * stride < len(audio)]
+        requests = [ChunkRequest(states[k], audios[k][i * stride:(i + 1) * stride],
+                                 is_last=(i + 1) * stride >= len(audios[k])) for k in live]
+        for k, result in zip(live, fp32_engine.step(requests)):
+            states[k] = result.state
+            together[k] += result.committed
+    assert together == alone
+
+
+def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
+    fp16_engine, fp32_engine, clips, record_property,
+):
+    options = StreamOptions()
+    stride = fp16_engine.chunk_samples(options)
+    audio = clips["multi"]
+    state = fp16_engine.new_stream(options)
+    for i in range(3):
+        (result,) = fp16_engine.step([ChunkRequest(state, audio[i * stride:(i + 1) * stride],
+                                                   False)])
+        state = result.state
+    online = state.online
+    for name in ("feats", "enc_kv", "dec_fsmn", "dec_kv"):
+        tensor = getattr(online, name)
+        assert tensor.is_cuda and tensor.dtype == torch.float16, name
+    half = engine_tokens(fp16_engine, audio, options, stride)
+    full = engine_tokens(fp32_engine, audio, options, stride)
+    assert half, "float16 should still produce tokens"
+    rate = edit_distance(half, full) / max(1, len(full))
+    record_property("fp16_token_edit_rate", rate)
+    print(f"float16 vs float32 token edit rate: {rate:.3f} ({len(full)} tokens)")
+    (final,) = fp16_engine.finalize([FinalRequest(np.asarray(audio, np.float32))])
+    assert final.text
