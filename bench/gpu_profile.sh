@@ -27,7 +27,7 @@ profile() {  # label, then extra server options for bench.load
     for _ in $(seq 90); do
         sleep 1
         pid=$(pgrep -f "server.cli serve" | head -1)
-        [ -n "$pid" ] && python3 - "$pid" <<'EOF' && break
+        [ -n "$pid" ] && python3 - "$pid" 2>/dev/null <<'EOF' && break
 import json, sys, urllib.request, psutil
 proc = psutil.Process(int(sys.argv[1]))
 conns = getattr(proc, "net_connections", None) or proc.connections

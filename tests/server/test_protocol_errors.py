@@ -102,9 +102,18 @@ async def test_subprotocol_binary_is_selected_and_none_is_accepted(start_server)
         assert ws.subprotocol is None
 
 
+async def test_audio_frames_are_not_deflated(start_server):
+    # Clients (browsers, websockets) offer permessage-deflate; PCM barely
+    # compresses and inflating every frame costs the event loop, so it is declined.
+    server = await start_server(StrideCountingEngine())
+    async with connect(url(server)) as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+
+
 async def test_health_endpoint_reports_status(start_server):
     server = await start_server(StrideCountingEngine())
     health_url = f"http://127.0.0.1:{server.port}/health"
     body = await asyncio.to_thread(lambda: urllib.request.urlopen(health_url, timeout=5).read())
     health = json.loads(body)
     assert health["status"] == "ok" and health["engine"] == "stride-counting"
+    assert health["online_busy_s"] == 0.0 and health["final_busy_s"] == 0.0
