@@ -115,6 +115,9 @@ class InferenceRunner:
         self._batches.discard(task)
         self._busy.discard(kind)
         self._wake.set()
+        if not task.cancelled() and task.exception() is not None:
+            # engine errors are handled in _run_batch; this is a bug in delivery
+            log.error("delivering a %s batch failed", kind, exc_info=task.exception())
 
     async def _sleep_until(self, deadline: float | None) -> None:
         now = asyncio.get_running_loop().time()
