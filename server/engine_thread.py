@@ -1,11 +1,10 @@
 """Threads that run the models: one loads them and runs the online pass (and
 calibration); a second, the final lane, runs final passes beside it.
 
-Why the loading thread also runs the online pass: torch's CPU thread pool (OpenMP) belongs to
-the thread that calls into it. Measured on the 2-core dev machine with the
-large model, a streaming step ran at 0.28–0.31 s per chunk on the thread that
-had loaded the model and at 0.39–0.64 s on another thread, so a server that
-loaded on the main thread and inferred on a worker held half the streams.
+Why the loading thread also runs the online pass: torch's CPU thread pool
+(OpenMP) belongs to the thread that calls into it. Measured on the 2-core dev
+machine with the large model, a streaming step ran at 0.24–0.31 s per chunk
+on the thread that had loaded the model and at 0.39–0.64 s on another thread.
 
 Why the final lane gets half the cores: the runner has two lanes, online
 chunks and final passes (runner.py). Measured with one live stream of the
