@@ -6,12 +6,7 @@
 set -u
 OUT=${OUT:-bench/out/gpu-profile}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
-if [ -d .whl ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl 2>&1 | tail -3
-    export PYTHONPATH=/tmp/site:$PWD PATH=/tmp/site/bin:$PATH
-fi
+source "$(dirname "$0")/gpu_env.sh"
 MODELS=${MODELS:-/tmp/models-large}
 [ -d "$MODELS" ] || python3 -m server.cli make-test-models "$MODELS" --size large > /dev/null 2>&1
 N=${N:-32}

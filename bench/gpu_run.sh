@@ -12,18 +12,12 @@ DEVICE=${DEVICE:-cuda}  # cpu: a dry run of this script on a machine without a G
 SIZE=${SIZE:-large}
 MODELS=${MODELS:-/tmp/models-$SIZE}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1
 deadline=$((SECONDS + BUDGET_S))
 log() { echo "=== +${SECONDS}s $*" | tee -a "$OUT/stages.txt"; }
 # at most $1 seconds, and never past the deadline
 cap() { local left=$((deadline - SECONDS)); echo $(( left < $1 ? (left > 5 ? left : 5) : $1 )); }
 
-if [ -d .whl ] && [ -z "${NO_WHEELS:-}" ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-        --target /tmp/site .whl/*.whl 2>&1 | tail -3
-    export PYTHONPATH=/tmp/site:$PWD
-fi
-export PYTHONPATH=${PYTHONPATH:-$PWD}
+source "$(dirname "$0")/gpu_env.sh"
 ulimit -n 65536
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())" \

@@ -19,7 +19,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-TRY_AGAIN_LATER = 1013  # DESIGN §4: refused for load
+from streaming.errors import TRY_AGAIN_LATER  # the wire's close codes live in one place
 
 
 class ConnectError(Exception):

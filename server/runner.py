@@ -52,8 +52,8 @@ class RunnerStats:
 
 class InferenceRunner:
     def __init__(
-        self, engine: Engine, policy: BatchPolicy | None = None,
-        admission: AdmissionController | None = None, engine_thread: EngineThread | None = None,
+        self, engine: Engine, policy: BatchPolicy | None, admission: AdmissionController | None,
+        engine_thread: EngineThread,
     ) -> None:
         self.engine = engine
         self.scheduler = BatchScheduler(policy)
@@ -61,7 +61,7 @@ class InferenceRunner:
         self.stats = RunnerStats()
         self._listeners: dict[CaptionSession, Callable[[], None]] = {}
         self._wake = asyncio.Event()
-        self.engine_thread = engine_thread or EngineThread()
+        self.engine_thread = engine_thread  # loaded the models; runs the online lane
         # One lane per job kind, each on its own thread: a final pass (the
         # offline model over a whole utterance, ~1 s on a CPU) runs beside the
         # online chunks instead of holding every stream's partials behind it,
