@@ -3,11 +3,12 @@
 Online pass: per stream, the state holds what FunASR's `ParaformerStreaming`
 cache holds (encoder look-back K/V, CIF integrate/hidden, decoder FSMN and
 cross-attention memories, frontend look-back, overlap frames, positional
-offset, unconsumed samples), as tensors that stack across streams. `step`
-runs every stream of a call through one forward per round, with FunASR's own
-modules (paraformer_batch, DESIGN §6); a stream's tokens equal FunASR's
-reference `ParaformerStreaming.inference` however its audio is split and
-whatever else is in the batch.
+offset, unconsumed samples): the tensors in a device-side slot pool, the rest
+on a small handle (paraformer_pool). `step` runs every stream of a call
+through one forward per round, with FunASR's own modules (paraformer_batch,
+DESIGN §6); a stream's tokens equal FunASR's reference
+`ParaformerStreaming.inference` however its audio is split and whatever else
+is in the batch, padded to a bucket size or not.
 
 Final pass: the offline model on the whole utterance (SeACo hotwords forwarded
 natively), then punctuation → ITN → hotword correction.
@@ -33,11 +34,9 @@ from streaming.engines.base import (
     SentenceStamp,
     StreamOptions,
 )
-from streaming.engines.paraformer_batch import (
-    SAMPLES_PER_UNIT,
-    BatchedStreamingParaformer,
-    StreamState,
-)
+from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamingParaformer
+from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
+from streaming.engines.paraformer_pool import StreamHandle
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
 from streaming.postprocess.hotwords import HotwordCorrector
 from streaming.postprocess.itn import InverseNormalizer
@@ -52,9 +51,9 @@ _CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])")
 
 @dataclass
 class ParaformerStream:
-    """Opaque per-utterance state: the batched runner's tensors plus the stream's options."""
+    """Opaque per-utterance state: the batched runner's handle plus the stream's options."""
 
-    online: StreamState
+    online: StreamHandle
     options: StreamOptions
 
 
@@ -69,7 +68,9 @@ class ParaformerStreamingEngine:
 
     `dtype` ("float16"/"bfloat16") runs the online model in half precision on
     CUDA; `quantize="int8"` swaps the `nn.Linear` layers of the online and
-    offline models for dynamically quantised ones (CPU only).
+    offline models for dynamically quantised ones (CPU only). `bucket_batches`
+    pads online batches to a few fixed sizes (same tokens, fewer kernel
+    shapes); None = on for CUDA, off elsewhere.
     """
 
     name = "paraformer"
@@ -77,6 +78,7 @@ class ParaformerStreamingEngine:
     def __init__(
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
+        bucket_batches: bool | None = None,
     ) -> None:
         self.online = online
         self.offline = offline
@@ -91,11 +93,14 @@ class ParaformerStreamingEngine:
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)
-        self.frontend = online.kwargs["frontend"]
         self.tokenizer = online.kwargs["tokenizer"]
+        frontend = FunasrOnlineFrontend(online.kwargs["frontend"], device, torch_dtype)
+        if bucket_batches is None:
+            bucket_batches = str(device).startswith("cuda")
         self.runner = BatchedStreamingParaformer(
-            self.model, self.frontend, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
+            self.model, frontend, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
             decoder_look_back=DECODER_CHUNK_LOOK_BACK, device=device, dtype=torch_dtype,
+            bucket_batches=bucket_batches,
         )
 
     # -- online pass -------------------------------------------------------
@@ -104,7 +109,8 @@ class ParaformerStreamingEngine:
         return int(options.chunk_size[1]) * SAMPLES_PER_UNIT
 
     def new_stream(self, options: StreamOptions) -> ParaformerStream:
-        return ParaformerStream(online=self.runner.new_state(options.chunk_size), options=options)
+        # Called on the event loop: the handle holds no tensors until its first step.
+        return ParaformerStream(online=self.runner.new_stream(options.chunk_size), options=options)
 
     def step(self, batch: Sequence[ChunkRequest]) -> list[ChunkResult]:
         """One batched forward per round for all streams (paraformer_batch)."""

@@ -5,10 +5,10 @@ FunASR's `ParaformerStreaming.inference` cuts it (whole strides now, the rest
 waits; on the last call one more, possibly short or empty, stride). One
 `step` call runs in rounds: round r takes the r-th stride of every request
 that has one (nearly always each request has exactly one). In a round,
-features are extracted per stream (the fbank frontend keeps per-stream
-look-back and is cheap), then rows are grouped by (encoder frames, chunk
-size) and each group runs ONE encoder forward, one vectorised CIF, and one
-decoder forward over its rows that fired tokens.
+features are extracted for all its rows in one frontend call, then rows are
+grouped by (encoder frames, chunk size) and each group runs ONE encoder
+forward, one vectorised CIF, and one decoder forward over its rows that
+fired tokens.
 
 Why this grouping. Streams differ where it matters in two ways. Look-back
 fill (empty, 15, 30 … 40 frames while a stream warms up): caches are
@@ -24,8 +24,14 @@ a batch of 32, and with ~5 s utterances a tick of 32 streams has ~4 finals.
 Chunk settings ([5,10,5] vs [0,10,5]) change the frame count and the
 look-back stride, so they form separate groups.
 
-State lives on the model's device; per round only the features go in
-(with a few ints per row: positions, buffer fill) and token ids come out.
+State lives on the model's device in one slot pool per chunk setting
+(paraformer_pool): a group gathers its rows by slot index and writes them
+back in place; per round only the features and the slot numbers go in and
+token ids come out. With `bucket_batches`, a group (and its decoder subset,
+and the decoder's token axis) is padded to a few fixed sizes by repeating its
+first row, whose repeated results are never written back: the kernels see
+few shapes (cuDNN plans its depthwise FSMN convolutions per shape on GPU),
+and a repeated real row keeps steady batches free of attention masks.
 """
 
 from __future__ import annotations
@@ -45,28 +51,10 @@ from streaming.engines.paraformer_layers import (
     encoder_layer_chunk,
     key_mask,
 )
+from streaming.engines.paraformer_pool import StatePool, StreamHandle, bucket_size
 
 # FunASR's streaming frontend works in 60 ms units of 960 samples (chunk_size[1] * 960).
 SAMPLES_PER_UNIT = 960
-
-
-@dataclass
-class StreamState:
-    """One stream's online state; tensors on the model device."""
-
-    chunk_size: tuple[int, int, int]
-    frontend: dict  # WavFrontendOnline's per-stream cache (waveform/fbank/LFR look-back)
-    prev_samples: np.ndarray  # audio of an unfinished stride
-    start_idx: int  # positional offset: encoder frames consumed so far
-    feats: Tensor  # (chunk[0] + chunk[2], D_in) overlap frames, already embedded
-    enc_kv: Tensor  # (layers, 2, H, W, d_k) look-back buffer, newest at the right
-    enc_fill: int  # valid entries at the right of enc_kv
-    cif_alpha: Tensor  # () integrate carried to the next stride
-    cif_hidden: Tensor  # (D,)
-    dec_fsmn: Tensor  # (fsmn layers, D, K-1) decoder FSMN memory
-    dec_started: bool  # the decoder ran once (FunASR's cache is no longer None)
-    dec_kv: Tensor  # (att layers, 2, H, Wd, d_k) cross-attention look-back
-    dec_fill: int
 
 
 @dataclass
@@ -74,22 +62,27 @@ class _Row:
     """One stride of one stream within a round."""
 
     index: int  # request position
-    state: StreamState
+    handle: StreamHandle
     speech: Tensor | None  # (T_new, D_in) features; None = tail (flush the overlap frames)
     is_final: bool
 
     @property
     def frames(self) -> int:
-        ctx = self.state.chunk_size[0] + self.state.chunk_size[2]
+        ctx = self.handle.chunk_size[0] + self.handle.chunk_size[2]
         return ctx + (0 if self.speech is None else self.speech.shape[0])
 
 
 class BatchedStreamingParaformer:
-    """Runs FunASR's `ParaformerStreaming` modules on many streams per forward."""
+    """Runs FunASR's `ParaformerStreaming` modules on many streams per forward.
+
+    `frontend` has `new_state()` and `extract(states, audios, is_final)`
+    (paraformer_frontend). `initial_slots` is each pool's first capacity.
+    """
 
     def __init__(
         self, model: torch.nn.Module, frontend: Any, *, encoder_look_back: int,
         decoder_look_back: int, device: str, dtype: torch.dtype = torch.float32,
+        bucket_batches: bool = False, initial_slots: int = 8,
     ) -> None:
         if encoder_look_back <= 0 or decoder_look_back <= 0:
             raise ValueError("batched streaming needs a positive look-back (FunASR -1/0 differ)")
@@ -99,7 +92,10 @@ class BatchedStreamingParaformer:
         self.decoder_look_back = decoder_look_back
         self.device = torch.device(device)
         self.dtype = dtype
-        self.encoder_hook: Callable[[StreamState, Tensor], None] | None = None  # tests
+        self.bucket_batches = bucket_batches
+        self.initial_slots = initial_slots
+        self.pools: dict[tuple[int, int, int], StatePool] = {}
+        self.encoder_hook: Callable[[StreamHandle, Tensor], None] | None = None  # tests
         enc = model.encoder
         self._enc_layers = list(enc.encoders0) + list(enc.encoders)
         dec = model.decoder
@@ -109,94 +105,124 @@ class BatchedStreamingParaformer:
         self._fsmn_only_layers = list(dec.decoders2) if extra > 1 and dec.decoders2 else []
         self._plain_layers = list(dec.decoders3)
         self._skip_ids = {model.eos, model.sos, model.blank_id}
+        self._inv_timescales: Tensor | None = None
 
-    # -- state -------------------------------------------------------------
+    # -- streams and their pools ---------------------------------------------
 
-    def new_state(self, chunk_size: Sequence[int]) -> StreamState:
-        chunk = (int(chunk_size[0]), int(chunk_size[1]), int(chunk_size[2]))
+    def new_stream(self, chunk_size: Sequence[int]) -> StreamHandle:
+        """A handle without tensors; its slot is taken at its first step."""
+        return StreamHandle(chunk_size=(int(chunk_size[0]), int(chunk_size[1]),
+                                        int(chunk_size[2])))
+
+    def row_state(self, handle: StreamHandle) -> dict[str, Tensor]:
+        """Views of a stepped stream's state in its pool (for inspection)."""
+        if handle.slot is None:
+            raise ValueError("the stream holds no slot (not stepped yet, or ended)")
+        pool = self.pools[handle.chunk_size]
+        return {name: rows[handle.slot] for name, rows in pool.rows.items()}
+
+    def _pool(self, chunk: tuple[int, int, int]) -> StatePool:
+        pool = self.pools.get(chunk)
+        if pool is None:
+            pool = self.pools[chunk] = StatePool(self._row_shapes(chunk), self.device,
+                                                 self.initial_slots)
+        return pool
+
+    def _row_shapes(self, chunk: tuple[int, int, int]) -> dict:
         attn = self._enc_layers[-1].self_attn
-        heads, d_k = attn.h, attn.d_k
         cross = self._att_layers[0].src_attn if self._att_layers else None
         dec_heads, dec_dk = (cross.h, cross.d_k) if cross is not None else (1, 1)
         fsmn_layers = self._att_layers + self._fsmn_only_layers
         kernel = fsmn_layers[0].self_attn.kernel_size if fsmn_layers else 1
-        d_in = self._enc_layers[0].in_size
         dim = self.model.encoder.output_size()
-        zeros = self._zeros
-        return StreamState(
-            chunk_size=chunk, frontend={}, prev_samples=np.zeros(0, np.float32), start_idx=0,
-            feats=zeros(chunk[0] + chunk[2], d_in),
-            enc_kv=zeros(len(self._enc_layers), 2, heads, self.encoder_look_back * chunk[1], d_k),
-            enc_fill=0, cif_alpha=zeros(dtype=torch.float32),
-            cif_hidden=zeros(dim, dtype=torch.float32),
-            dec_fsmn=zeros(len(fsmn_layers), dim, kernel - 1), dec_started=False,
-            dec_kv=zeros(len(self._att_layers), 2, dec_heads, self.decoder_look_back * chunk[1],
-                         dec_dk),
-            dec_fill=0,
-        )
+        enc_width, dec_width = (self.encoder_look_back * chunk[1],
+                                self.decoder_look_back * chunk[1])
+        long, half = torch.int64, self.dtype
+        return {
+            "start_idx": ((), long),  # positional offset: encoder frames consumed so far
+            "feats": ((chunk[0] + chunk[2], self._enc_layers[0].in_size), half),  # overlap
+            "enc_kv": ((len(self._enc_layers), 2, attn.h, enc_width, attn.d_k), half),
+            "enc_fill": ((), long),  # valid look-back entries, newest at the right
+            "cif_alpha": ((), torch.float32),  # integrate carried to the next stride
+            "cif_hidden": ((dim,), torch.float32),
+            "dec_fsmn": ((len(fsmn_layers), dim, kernel - 1), half),  # FSMN memory
+            "dec_started": ((), torch.bool),  # FunASR's decoder cache is no longer None
+            "dec_kv": ((len(self._att_layers), 2, dec_heads, dec_width, dec_dk), half),
+            "dec_fill": ((), long),
+        }
 
-    def _zeros(self, *shape: int, dtype: torch.dtype | None = None) -> Tensor:
-        return torch.zeros(shape, dtype=dtype or self.dtype, device=self.device)
+    def _acquire(self, handles: Sequence[StreamHandle]) -> None:
+        for pool in self.pools.values():
+            pool.take_back_dropped()
+        new: dict[tuple[int, int, int], list[StreamHandle]] = {}
+        for handle in handles:
+            if handle.slot is None:
+                new.setdefault(handle.chunk_size, []).append(handle)
+        for chunk, fresh in new.items():
+            self._pool(chunk).acquire(fresh)
+            for handle in fresh:
+                handle.frontend = self.frontend.new_state()
+
+    def _release(self, handle: StreamHandle) -> None:
+        # FunASR re-initialises after is_last; the handle would start afresh.
+        self.pools[handle.chunk_size].release(handle)
+        handle.frontend, handle.prev_samples = None, np.zeros(0, np.float32)
 
     # -- step --------------------------------------------------------------
 
     def step(
-        self, states: Sequence[StreamState], samples: Sequence[np.ndarray],
+        self, handles: Sequence[StreamHandle], samples: Sequence[np.ndarray],
         is_last: Sequence[bool],
     ) -> list[list[int]]:
         """Feed audio to each stream; token ids committed per stream, in order.
 
-        States are updated in place; a stream whose `is_last` is set holds
-        whatever the final stride left (the caller starts a new one).
+        A stream whose `is_last` is set gives its slot back (the caller
+        starts a new one).
         """
-        strides = [self._cut(s, a, last) for s, a, last in zip(states, samples, is_last)]
-        ids: list[list[int]] = [[] for _ in states]
+        self._acquire(handles)
+        strides = [_cut(h, a, last) for h, a, last in zip(handles, samples, is_last)]
+        ids: list[list[int]] = [[] for _ in handles]
         for r in range(max((len(s) for s in strides), default=0)):
-            rows = [
-                self._row(i, states[i], strides[i][r], is_last[i] and r == len(strides[i]) - 1)
-                for i in range(len(states)) if r < len(strides[i])
-            ]
+            live = [i for i in range(len(handles)) if r < len(strides[i])]
+            finals = [is_last[i] and r == len(strides[i]) - 1 for i in live]
+            speech = self.frontend.extract(
+                [handles[i].frontend for i in live], [strides[i][r] for i in live], finals)
+            rows = [_Row(i, handles[i], s, f) for i, s, f in zip(live, speech, finals)]
             for group in _group(rows):
                 for row, row_ids in zip(group, self._run_group(group)):
                     ids[row.index] += row_ids
+        for handle, last in zip(handles, is_last):
+            if last:
+                self._release(handle)
         return ids
 
-    def _cut(self, state: StreamState, samples: np.ndarray, is_last: bool) -> list[np.ndarray]:
-        # Same split as ParaformerStreaming.inference.
-        stride = state.chunk_size[1] * SAMPLES_PER_UNIT
-        audio = np.concatenate((state.prev_samples, np.asarray(samples, dtype=np.float32)))
-        n = len(audio) // stride + int(is_last)
-        rest = 0 if is_last else len(audio) % stride
-        state.prev_samples = audio[len(audio) - rest :] if rest else np.zeros(0, np.float32)
-        return [audio[i * stride : (i + 1) * stride] for i in range(n)]
-
-    def _row(self, index: int, state: StreamState, audio: np.ndarray, is_final: bool) -> _Row:
-        from funasr.utils.load_utils import extract_fbank
-
-        if is_final and len(audio) < SAMPLES_PER_UNIT:
-            # Too little audio for a frame: the encoder flushes its overlap frames.
-            return _Row(index, state, None, is_final)
-        speech, _ = extract_fbank(
-            [torch.from_numpy(audio)], data_type="sound", frontend=self.frontend,
-            cache=state.frontend, is_final=is_final,
-        )
-        return _Row(index, state, speech[0].to(self.device, self.dtype), is_final)
+    def _padded(self, n: int) -> list[int]:
+        """Row positions of a batch of n: with buckets, the first row repeated to the size."""
+        return list(range(n)) + [0] * ((bucket_size(n) if self.bucket_batches else n) - n)
 
     def _run_group(self, rows: list[_Row]) -> list[list[int]]:
-        enc, frames_valid = self._encode(rows)
+        n = len(rows)
+        batch = [rows[i] for i in self._padded(n)]
+        pool = self.pools[rows[0].handle.chunk_size]
+        slots = [r.handle.slot for r in batch]
+        index = torch.tensor(slots, device=self.device)
+        enc, frames_valid = self._encode(batch, n, pool, slots, index)
         if self.encoder_hook is not None:
             for row, out in zip(rows, enc):
-                self.encoder_hook(row.state, out[: row.frames])
-        embeds, counts = self._predict(rows, enc, frames_valid)
-        n_tokens = counts.tolist()  # the one sync: the decoder's shapes depend on it
+                self.encoder_hook(row.handle, out[: row.frames])
+        embeds, counts = self._predict(batch, n, pool, index, enc, frames_valid)
+        n_tokens = counts.tolist()[:n]  # the one sync: the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]
-        firing = [i for i, n in enumerate(n_tokens) if n > 0]
+        firing = [i for i, k in enumerate(n_tokens) if k > 0]
         if not firing:  # FunASR skips the decoder (and leaves its caches) without tokens
             return ids
-        pick = torch.tensor(firing, device=self.device)
+        picked = [firing[i] for i in self._padded(len(firing))]
+        pick = torch.tensor(picked, device=self.device)
         n_max = max(n_tokens)
+        if self.bucket_batches:  # padding tokens are masked like a shorter row's
+            n_max = min(bucket_size(n_max), embeds.shape[1])
         dec_ids = self._decode(
-            [rows[i] for i in firing], enc.index_select(0, pick),
+            pool, [slots[i] for i in picked], len(firing), enc.index_select(0, pick),
             embeds.index_select(0, pick)[:, :n_max], counts.index_select(0, pick),
             None if frames_valid is None else frames_valid.index_select(0, pick),
         ).tolist()
@@ -206,24 +232,24 @@ class BatchedStreamingParaformer:
 
     # -- encoder -------------------------------------------------------------
 
-    def _encode(self, rows: list[_Row]) -> tuple[Tensor, Tensor | None]:
-        """SANMEncoderChunkOpt.forward_chunk for the group.
+    def _encode(
+        self, batch: list[_Row], n: int, pool: StatePool, slots: list[int], index: Tensor,
+    ) -> tuple[Tensor, Tensor | None]:
+        """SANMEncoderChunkOpt.forward_chunk for the group; the first n rows are written back.
 
         Returns the (B, T, D) output and, when final rows are shorter than the
         group, the (B, T) mask of their real frames (padding zeroed in the output).
         """
-        states = [r.state for r in rows]
-        chunk = states[0].chunk_size
-        frames = max(r.frames for r in rows)
-        x = torch.stack([_pad_frames(self._encoder_input(r), frames) for r in rows])
-        frames_valid = None
-        if any(r.frames < frames for r in rows):
-            lengths = torch.tensor([r.frames for r in rows], device=self.device)
-            frames_valid = torch.arange(frames, device=self.device)[None, :] < lengths[:, None]
+        chunk = batch[0].handle.chunk_size
+        state = pool.gather(index, ("feats", "start_idx", "enc_kv", "enc_fill"))
+        x, feats, start_idx = self._encoder_input(batch, state["feats"], state["start_idx"])
+        frames = x.shape[1]
+        frames_valid = _valid([r.frames for r in batch], frames, self.device)
         fsmn_mask = None if frames_valid is None else frames_valid.to(x.dtype)
-        kv = torch.stack([s.enc_kv for s in states])
+        kv, fill = state["enc_kv"], state["enc_fill"]
         width = kv.shape[4]
-        mask = key_mask([s.enc_fill for s in states], width, frames_valid, frames, self.device)
+        host_fill = pool.enc_fill[slots]
+        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames)
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
         new_kv = torch.empty_like(kv)
         for i, layer in enumerate(self._enc_layers):
@@ -233,85 +259,103 @@ class BatchedStreamingParaformer:
             x = self.model.encoder.after_norm(x)
         if fsmn_mask is not None:
             x = x * fsmn_mask[:, :, None]  # the CIF convolution must see zeros there
-        for state, kv_row in zip(states, new_kv):
-            state.enc_kv = kv_row
-            state.enc_fill = min(width, state.enc_fill + keep)
+        pool.scatter(index[:n], {
+            "feats": feats[:n], "start_idx": start_idx[:n], "enc_kv": new_kv[:n],
+            "enc_fill": (fill[:n] + keep).clamp(max=width),
+        })
+        pool.enc_fill[slots[:n]] = np.minimum(width, host_fill[:n] + keep)
         return x, frames_valid
 
-    def _encoder_input(self, row: _Row) -> Tensor:
-        """Scaled, position-encoded features behind the stream's overlap frames."""
-        state = row.state
-        if row.speech is None:
-            return state.feats
-        model = self.model
-        speech = row.speech
-        if model.normalize is not None:
-            speech = model.normalize(speech[None], torch.tensor([speech.shape[0]]))[0][0]
-        speech = speech * model.encoder.output_size() ** 0.5
-        if model.encoder.embed is not None:
-            speech = speech + self._positions(state.start_idx, speech.shape[0], speech.shape[1])
-            state.start_idx += speech.shape[0]
-        x = torch.cat((state.feats, speech), dim=0)
-        state.feats = x[-state.feats.shape[0] :]
-        return x
+    def _encoder_input(
+        self, batch: list[_Row], feats: Tensor, start_idx: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Scaled, position-encoded features behind each stream's overlap frames.
 
-    def _positions(self, start: int, length: int, depth: int) -> Tensor:
+        Returns (x, the new overlap frames, the new positional offsets); rows
+        without features (a flushing tail) get zero frames there.
+        """
+        lengths = [0 if r.speech is None else r.speech.shape[0] for r in batch]
+        length = max(lengths)
+        if length == 0:
+            return feats, feats, start_idx
+        speech = torch.stack([_pad_frames(r.speech, length) if r.speech is not None
+                              else feats.new_zeros(length, feats.shape[2]) for r in batch])
+        model = self.model
+        if model.normalize is not None:
+            speech = model.normalize(speech, torch.tensor(lengths))[0]
+        speech = speech * model.encoder.output_size() ** 0.5
+        valid = _valid(lengths, length, self.device)
+        if model.encoder.embed is not None:
+            speech = speech + self._positions(start_idx, length, speech.shape[2])
+            added = length if valid is None else torch.tensor(lengths, device=self.device)
+            start_idx = start_idx + added
+        if valid is not None:
+            speech = torch.where(valid[:, :, None], speech, 0.0)
+        x = torch.cat((feats, speech), dim=1)
+        return x, x[:, x.shape[1] - feats.shape[1] :], start_idx
+
+    def _positions(self, start: Tensor, length: int, depth: int) -> Tensor:
         # StreamSinusoidalPositionEncoder.encode for positions start+1 … start+length,
         # in float32 whatever the model dtype (fp16 cannot count frames past 2048).
-        positions = torch.arange(start + 1, start + length + 1, device=self.device)
-        positions = positions.to(torch.float32)
-        increment = torch.log(torch.tensor([10000.0], device=self.device)) / (depth / 2 - 1)
-        inv = torch.exp(torch.arange(depth / 2, device=self.device) * (-increment))
-        scaled = positions[:, None] * inv[None, :]
-        return torch.cat((torch.sin(scaled), torch.cos(scaled)), dim=1).to(self.dtype)
+        if self._inv_timescales is None or self._inv_timescales.shape[0] * 2 != depth:
+            increment = torch.log(torch.tensor([10000.0], device=self.device)) / (depth / 2 - 1)
+            self._inv_timescales = torch.exp(
+                torch.arange(depth / 2, device=self.device) * (-increment))
+        steps = torch.arange(1, length + 1, device=self.device)
+        positions = (start[:, None] + steps[None, :]).to(torch.float32)
+        scaled = positions[:, :, None] * self._inv_timescales
+        return torch.cat((torch.sin(scaled), torch.cos(scaled)), dim=2).to(self.dtype)
 
     # -- predictor ---------------------------------------------------------
 
     def _predict(
-        self, rows: list[_Row], enc: Tensor, frames_valid: Tensor | None,
+        self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, enc: Tensor,
+        frames_valid: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts)."""
         predictor = self.model.predictor
-        states = [r.state for r in rows]
-        chunk = states[0].chunk_size
+        chunk = batch[0].handle.chunk_size
+        state = pool.gather(index, ("cif_alpha", "cif_hidden"))
         alphas = cif_alphas(predictor, enc).float()
         alphas[:, : chunk[0]] = 0.0
-        final = torch.tensor([r.is_final for r in rows], device=self.device)
+        batch_size = alphas.shape[0]
+        final = torch.tensor([r.is_final for r in batch], device=self.device)
         alphas[:, chunk[0] + chunk[1] :] *= final[:, None]  # FunASR keeps them only when final
-        batch, frames = alphas.shape
         tail = torch.where(final, predictor.tail_threshold, 0.0).to(alphas.dtype)
-        alphas = torch.cat(
-            (torch.stack([s.cif_alpha for s in states])[:, None], alphas, tail[:, None]), dim=1)
+        alphas = torch.cat((state["cif_alpha"][:, None], alphas, tail[:, None]), dim=1)
         hidden = torch.cat((
-            torch.stack([s.cif_hidden for s in states])[:, None], enc.float(),
-            torch.zeros(batch, 1, enc.shape[2], device=self.device),
+            state["cif_hidden"][:, None], enc.float(),
+            torch.zeros(batch_size, 1, enc.shape[2], device=self.device),
         ), dim=1)
         valid = torch.ones_like(alphas, dtype=torch.bool)
         if frames_valid is not None:  # skip padding: the tail follows the last real frame
             valid[:, 1:-1] = frames_valid
         valid[:, -1] = final
         embeds, counts, integrate, carried = cif_fire(predictor.threshold, hidden, alphas, valid)
-        for state, a, h in zip(states, integrate, carried):
-            state.cif_alpha, state.cif_hidden = a, h
+        pool.scatter(index[:n], {"cif_alpha": integrate[:n], "cif_hidden": carried[:n]})
         return embeds.to(enc.dtype), counts
 
     # -- decoder -------------------------------------------------------------
 
     def _decode(
-        self, rows: list[_Row], memory: Tensor, embeds: Tensor, counts: Tensor,
-        frames_valid: Tensor | None,
+        self, pool: StatePool, slots: list[int], n: int, memory: Tensor, embeds: Tensor,
+        counts: Tensor, frames_valid: Tensor | None,
     ) -> Tensor:
-        """ParaformerSANMDecoder.forward_chunk + greedy ids for rows with tokens: (B, N)."""
+        """ParaformerSANMDecoder.forward_chunk + greedy ids for rows with tokens: (B, N).
+
+        The first n rows are real (their state is written back), the rest repeat row 0.
+        """
         decoder = self.model.decoder
-        states = [r.state for r in rows]
+        index = torch.tensor(slots, device=self.device)
+        state = pool.gather(index, ("dec_fsmn", "dec_kv", "dec_fill", "dec_started"))
         token_valid = (torch.arange(embeds.shape[1], device=self.device)[None, :]
                        < counts[:, None])[:, :, None]
-        started = torch.tensor([s.dec_started for s in states], device=self.device)[:, None, None]
-        fsmn = torch.stack([s.dec_fsmn for s in states])
-        kv = torch.stack([s.dec_kv for s in states])
+        started = state["dec_started"][:, None, None]
+        fsmn, kv, fill = state["dec_fsmn"], state["dec_kv"], state["dec_fill"]
         width = kv.shape[4]
-        mask = key_mask([s.dec_fill for s in states], width, frames_valid, memory.shape[1],
-                        self.device)
+        host_fill = pool.dec_fill[slots]
+        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
+                        memory.shape[1])
         new_fsmn, new_kv = torch.empty_like(fsmn), torch.empty_like(kv)
         x = embeds
         for i, layer in enumerate(self._att_layers):
@@ -326,11 +370,32 @@ class BatchedStreamingParaformer:
             x = decoder.after_norm(x)
         if decoder.output_layer is not None:
             x = decoder.output_layer(x)
-        for state, fsmn_row, kv_row in zip(states, new_fsmn, new_kv):
-            state.dec_fsmn, state.dec_kv, state.dec_started = fsmn_row, kv_row, True
-            state.dec_fill = min(width, state.dec_fill + memory.shape[1])
+        pool.scatter(index[:n], {
+            "dec_fsmn": new_fsmn[:n], "dec_kv": new_kv[:n],
+            "dec_fill": (fill[:n] + memory.shape[1]).clamp(max=width),
+        })
+        pool.rows["dec_started"].index_fill_(0, index[:n], True)
+        pool.dec_fill[slots[:n]] = np.minimum(width, host_fill[:n] + memory.shape[1])
         # log_softmax as FunASR does: argmax over its rounded values, ties included.
         return torch.log_softmax(x.float(), dim=-1).argmax(dim=-1)
+
+
+def _cut(handle: StreamHandle, samples: np.ndarray, is_last: bool) -> list[np.ndarray]:
+    # Same split as ParaformerStreaming.inference.
+    stride = handle.chunk_size[1] * SAMPLES_PER_UNIT
+    audio = np.concatenate((handle.prev_samples, np.asarray(samples, dtype=np.float32)))
+    n = len(audio) // stride + int(is_last)
+    rest = 0 if is_last else len(audio) % stride
+    handle.prev_samples = audio[len(audio) - rest :] if rest else np.zeros(0, np.float32)
+    return [audio[i * stride : (i + 1) * stride] for i in range(n)]
+
+
+def _valid(lengths: list[int], width: int, device: torch.device) -> Tensor | None:
+    """(B, width) mask of each row's first lengths[b] positions; None when all are full."""
+    if min(lengths) >= width:
+        return None
+    return torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[
+        :, None]
 
 
 def _group(rows: list[_Row]) -> list[list[_Row]]:
@@ -348,14 +413,14 @@ def _group(rows: list[_Row]) -> list[list[_Row]]:
         if row.is_final:
             finals.append(row)
         else:
-            exact.setdefault((row.frames, row.state.chunk_size), []).append(row)
+            exact.setdefault((row.frames, row.handle.chunk_size), []).append(row)
     spare: dict[tuple, list[_Row]] = {}
     for row in finals:
-        fits = [k for k in exact if k[1] == row.state.chunk_size and k[0] >= row.frames]
+        fits = [k for k in exact if k[1] == row.handle.chunk_size and k[0] >= row.frames]
         if fits:
             exact[max(fits)].append(row)
         else:
-            spare.setdefault(row.state.chunk_size, []).append(row)
+            spare.setdefault(row.handle.chunk_size, []).append(row)
     return list(exact.values()) + list(spare.values())
 
 

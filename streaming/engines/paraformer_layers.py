@@ -19,29 +19,32 @@ maths stay FunASR's; only the cache handling is ours:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
 
 
 def key_mask(
-    fill: Sequence[int], width: int, frames_valid: Tensor | None, frames: int,
-    device: torch.device,
+    fill: Tensor | None, width: int, frames_valid: Tensor | None, frames: int,
 ) -> Tensor | None:
     """(B, 1, width + frames) 1/0 mask over [look-back buffer | this chunk's keys].
 
-    `fill[b]` entries at the right end of row b's buffer are real; frames_valid
-    (B, frames) marks real chunk frames (None: all). None when nothing is
-    hidden, so full buffers run exactly FunASR's unmasked attention. FunASR's
-    `forward_attention` turns 0 into -inf before the softmax.
+    `fill[b]` (a device tensor) entries at the right end of row b's buffer are
+    real, None when every buffer is full; frames_valid (B, frames) marks real
+    chunk frames (None: all). None when nothing is hidden, so full buffers run
+    exactly FunASR's unmasked attention. FunASR's `forward_attention` turns 0
+    into -inf before the softmax.
     """
-    if frames_valid is None and all(v >= width for v in fill):
+    if fill is None and frames_valid is None:
         return None
-    empty = torch.tensor([width - min(v, width) for v in fill], device=device)
-    buffer = torch.arange(width, device=device)[None, :] >= empty[:, None]
+    known = fill if fill is not None else frames_valid
+    batch, device = known.shape[0], known.device
+    if fill is None:
+        buffer = torch.ones(batch, width, dtype=torch.bool, device=device)
+    else:
+        empty = width - fill.clamp(max=width)
+        buffer = torch.arange(width, device=device)[None, :] >= empty[:, None]
     if frames_valid is None:
-        frames_valid = torch.ones(len(fill), frames, dtype=torch.bool, device=device)
+        frames_valid = torch.ones(batch, frames, dtype=torch.bool, device=device)
     return torch.cat((buffer, frames_valid), dim=1).unsqueeze(1).to(torch.float32)
 
 
