@@ -10,6 +10,10 @@ this machine. `--funasr` adds FunASR's own batch-1 streaming inference
 
     python -m bench.engine_step_bench --model-dir /tmp/large-models
     python -m bench.engine_step_bench --model-dir DIR --batch-sizes 1,8 --quantize int8
+    python -m bench.engine_step_bench --model-dir DIR --device cuda --buckets off
+
+`--buckets on/off` pads online batches to bucket sizes or not (default: the
+engine's choice, on for CUDA only).
 """
 
 from __future__ import annotations
@@ -70,32 +74,38 @@ def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str)
 
     for tick in range(WARMUP_STRIDES):
         one_tick(tick)
-    frontend = _time_frontend(engine.runner)
+    frontend = _time_frontend(engine.runner.frontend)
     try:
         start = time.perf_counter()
         for tick in range(WARMUP_STRIDES, WARMUP_STRIDES + ticks):
             one_tick(tick)
+        _sync(engine.runner.device)
         row = make_row(config, batch, (time.perf_counter() - start) / ticks)
     finally:
-        del engine.runner._row  # the class's own method again
+        del engine.runner.frontend.extract  # the class's own method again
     row.frontend_ms_per_stream_chunk = round(1000 * frontend[0] / (ticks * batch), 2)
     return row
 
 
-def _time_frontend(runner) -> list[float]:
-    """Accumulate the time spent in the runner's per-stream feature extraction."""
+def _time_frontend(frontend) -> list[float]:
+    """Accumulate the time spent in the runner's feature extraction (one call a round)."""
     total = [0.0]
-    row = type(runner)._row
+    extract = type(frontend).extract
 
     def timed(*args, **kwargs):
         start = time.perf_counter()
         try:
-            return row(runner, *args, **kwargs)
+            return extract(frontend, *args, **kwargs)
         finally:
             total[0] += time.perf_counter() - start
 
-    runner._row = timed
+    frontend.extract = timed
     return total
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def bench_funasr(engine, audio: np.ndarray, ticks: int) -> Row:
@@ -134,18 +144,22 @@ def main() -> None:
     parser.add_argument("--quantize", choices=["int8"], default=None)
     parser.add_argument("--dtype", default=None, help="float16/bfloat16 (CUDA only)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--buckets", choices=["on", "off"], default=None,
+                        help="pad online batches to bucket sizes (default: on for CUDA only)")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
 
     from server.engines import load_paraformer
 
+    buckets = None if args.buckets is None else args.buckets == "on"
     engine = load_paraformer(
         str(args.model_dir / "paraformer-streaming"), device=args.device, dtype=args.dtype,
-        quantize=args.quantize,
+        quantize=args.quantize, bucket_batches=buckets,
     )
     audio = load_audio()
-    config = "batched" + "".join(f"-{o}" for o in (args.quantize, args.dtype) if o)
+    padded = "buckets" if engine.runner.bucket_batches else ""
+    config = "batched" + "".join(f"-{o}" for o in (args.quantize, args.dtype, padded) if o)
     rows = []
     with torch.inference_mode():
         if args.funasr:
@@ -158,7 +172,7 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor(), "torch": torch.__version__,
-                    "device": args.device},
+                    "device": args.device, "bucket_batches": engine.runner.bucket_batches},
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
     }, indent=2))
     print(f"wrote {args.json}")

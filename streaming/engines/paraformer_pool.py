@@ -64,6 +64,8 @@ class StatePool:
         self, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], device: torch.device,
         capacity: int = 8,
     ) -> None:
+        if capacity < 1:
+            raise ValueError("a pool needs at least one slot to double from")
         self.shapes = shapes
         self.device = device
         self.rows: dict[str, Tensor] = {
@@ -93,8 +95,11 @@ class StatePool:
 
     def acquire(self, handles: Sequence[StreamHandle]) -> None:
         """Give each handle a slot, with a zeroed row."""
-        if len(handles) > len(self._free):
-            self._grow(max(2 * self.capacity, self.occupied + len(handles)))
+        capacity = self.capacity
+        while capacity - self.occupied < len(handles):
+            capacity *= 2
+        if capacity > self.capacity:
+            self._grow(capacity)
         slots = [self._free.pop() for _ in handles]
         for handle, slot in zip(handles, slots):
             handle.slot = slot

@@ -82,9 +82,9 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
         (result,) = fp16_engine.step([ChunkRequest(state, audio[i * stride:(i + 1) * stride],
                                                    False)])
         state = result.state
-    online = state.online
+    online = fp16_engine.runner.row_state(state.online)  # the stream's rows in the pool
     for name in ("feats", "enc_kv", "dec_fsmn", "dec_kv"):
-        tensor = getattr(online, name)
+        tensor = online[name]
         assert tensor.is_cuda and tensor.dtype == torch.float16, name
     half = engine_tokens(fp16_engine, audio, options, stride)
     full = engine_tokens(fp32_engine, audio, options, stride)
