@@ -67,8 +67,9 @@ def encoder_layer_chunk(
     width = kv.shape[3]
     k_all = torch.cat((kv[:, 0], k_h), dim=2)
     v_all = torch.cat((kv[:, 1], v_h), dim=2)
-    new_k = torch.cat((kv[:, 0], k_h[:, :, :keep]), dim=2)[:, :, -width:]
-    new_v = torch.cat((kv[:, 1], v_h[:, :, :keep]), dim=2)[:, :, -width:]
+    # The newest `width` of [buffer | first `keep` new keys]: a view, no second cat.
+    new_k = k_all[:, :, keep : keep + width]
+    new_v = v_all[:, :, keep : keep + width]
     fsmn_memory = attn.forward_fsmn(v, frames_mask)
     q_h = q_h * attn.d_k ** (-0.5)
     scores = torch.matmul(q_h, k_all.transpose(-2, -1))
