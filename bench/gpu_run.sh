@@ -38,6 +38,12 @@ timeout "$(cap 100)" python3 -m bench.engine_step_bench --model-dir "$MODELS" --
     --dtype float16 --batch-sizes "${STEP_FP16:-1,64,256,1024}" \
     --json "$OUT/step_fp16.json" 2>&1 | grep -v "INFO\|WARN" | tee "$OUT/step_fp16.txt"
 
+log "engine step float16, buckets off (the default on CUDA pads batches to bucket sizes)"
+timeout "$(cap 100)" python3 -m bench.engine_step_bench --model-dir "$MODELS" --device "$DEVICE" \
+    --dtype float16 --buckets off --batch-sizes "${STEP_FP16:-1,64,256,1024}" \
+    --json "$OUT/step_fp16_nobuckets.json" 2>&1 | grep -v "INFO\|WARN" \
+    | tee "$OUT/step_fp16_nobuckets.txt"
+
 for mode in ${MODES:-2pass}; do
     log "load sweep ($mode): batched float16"
     timeout "$(cap 220)" python3 -m bench.load --model-dir "$MODELS" --device "$DEVICE" \
