@@ -105,8 +105,7 @@ class BatchedOnlineFrontend:
             _window(frontend.window, self.frame_length)).to(self.device)
         self._mel = torch.from_numpy(
             _kaldi_mel_banks(self.n_mels, self.n_fft, float(frontend.fs)).T.copy()
-        ).to(self.device)  # (n_fft // 2, n_mels)
-        self._offsets = torch.arange(self.frame_length, device=self.device)
+        ).to(self.device)  # (n_fft // 2 + 1, n_mels)
         cmvn = frontend.cmvn
         self._cmvn = None if cmvn is None else (
             torch.as_tensor(cmvn, dtype=torch.float32)[:, : self.feature_dim].to(self.device))
@@ -185,26 +184,39 @@ class BatchedOnlineFrontend:
         total = int(counts.sum())
         if total == 0:
             return torch.zeros(0, self.n_mels, device=self.device)
-        sample_base = np.concatenate(([0], np.cumsum([len(x) for x in samples])[:-1]))
-        frame_base = np.concatenate(([0], np.cumsum(counts)[:-1]))
-        # Start sample of every frame within the concatenated samples of all rows.
-        within = np.arange(total) - np.repeat(frame_base, counts)
-        starts = np.repeat(sample_base, counts) + within * self.frame_shift
-        flat = torch.from_numpy(np.concatenate(samples)).to(self.device)
-        starts_t = torch.from_numpy(starts).to(self.device)
-        frames = flat[starts_t[:, None] + self._offsets] * INT16_SCALE  # (F, frame_length)
+        frames = self._frames(samples, counts)  # (F, frame_length)
         if self.dither != 0.0:  # Kaldi's Gaussian dither; random, so never bit-equal
-            frames = frames + self.dither * torch.randn_like(frames)
-        frames = frames - frames.mean(dim=1, keepdim=True)
-        frames = torch.cat(
-            (frames[:, :1] * (1.0 - PREEMPHASIS), frames[:, 1:] - PREEMPHASIS * frames[:, :-1]),
-            dim=1,
-        )
-        spectrum = torch.fft.rfft(frames * self._window, n=self.n_fft)
-        power = spectrum.real.square() + spectrum.imag.square()
-        # Kaldi's mel banks cover FFT bins 0 … n_fft/2 - 1 (never the Nyquist bin).
-        mel = power[:, : self.n_fft // 2] @ self._mel
-        return mel.clamp_min(LOG_FLOOR).log()
+            frames.add_(torch.randn_like(frames), alpha=self.dither)
+        frames.sub_(frames.mean(dim=1, keepdim=True))
+        # Pre-emphasis and window written straight into the zero-padded FFT input.
+        padded = torch.empty(total, self.n_fft, device=self.device)
+        padded[:, self.frame_length :].zero_()
+        torch.sub(frames[:, 1:], frames[:, :-1], alpha=PREEMPHASIS,
+                  out=padded[:, 1 : self.frame_length])
+        torch.mul(frames[:, :1], 1.0 - PREEMPHASIS, out=padded[:, :1])
+        padded[:, : self.frame_length].mul_(self._window)
+        spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (F, n_fft // 2 + 1, 2)
+        power = torch.addcmul(spectrum[..., 0].square(), spectrum[..., 1], spectrum[..., 1])
+        return (power @ self._mel).clamp_min_(LOG_FLOOR).log_()
+
+    def _frames(self, samples: list[np.ndarray], counts: np.ndarray) -> Tensor:
+        """Every row's frames in one gather, samples scaled to the int16 range.
+
+        Each row's samples start at a multiple of the frame shift in one flat
+        buffer, so every frame of every row is a row of the buffer's strided
+        view (`unfold`): one `index_select` picks them.
+        """
+        shift = self.frame_shift
+        blocks = np.array([-(-len(x) // shift) for x in samples])  # in frame shifts
+        block_at = np.concatenate(([0], np.cumsum(blocks)[:-1]))
+        flat = np.zeros((int(blocks.sum()) + -(-self.frame_length // shift)) * shift, np.float32)
+        for x, at in zip(samples, block_at):
+            flat[at * shift : at * shift + len(x)] = x
+        first = np.repeat(block_at, counts) + _ranks(counts)  # frame starts, in shifts
+        # Scaling by 2**15 is exact, and cheaper on the samples than on the frames.
+        view = torch.from_numpy(flat).to(self.device).mul_(INT16_SCALE).unfold(
+            0, self.frame_length, shift)
+        return view.index_select(0, torch.from_numpy(first).to(self.device))
 
     def _update_look_back(
         self, states: Sequence[FrontendState], rows: _Rows, pool: Tensor,
@@ -276,7 +288,10 @@ def _window(kind: str, length: int) -> np.ndarray:
 
 
 def _kaldi_mel_banks(n_mels: int, n_fft: int, fs: float) -> np.ndarray:
-    """Kaldi's triangular mel filters over FFT bins 0 … n_fft/2 - 1: (n_mels, n_fft // 2).
+    """Kaldi's triangular mel filters over FFT bins 0 … n_fft/2: (n_mels, n_fft // 2 + 1).
+
+    Kaldi never uses the Nyquist bin: its column is zero (it keeps the matmul
+    on the whole, contiguous spectrum).
 
     Computed in float32 like kaldi-native-fbank, so the weights match to the bit
     or nearly.
@@ -297,4 +312,4 @@ def _kaldi_mel_banks(n_mels: int, n_fft: int, fs: float) -> np.ndarray:
         falling = (bins > center) & (bins < right)
         banks[b, rising] = (bins[rising] - left) / (center - left)
         banks[b, falling] = (right - bins[falling]) / (right - center)
-    return banks
+    return np.pad(banks, ((0, 0), (0, 1)))
