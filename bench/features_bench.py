@@ -99,8 +99,11 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="64,256")
     parser.add_argument("--ticks", type=int, default=3, help="timed strides per batch size")
     parser.add_argument("--device", default="cpu", help="device of the batched frontend")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
