@@ -35,6 +35,7 @@ from streaming.engines.base import (
     StreamOptions,
 )
 from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamingParaformer
+from streaming.engines.paraformer_features import BatchedOnlineFrontend
 from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
 from streaming.engines.paraformer_pool import StreamHandle
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
@@ -70,7 +71,9 @@ class ParaformerStreamingEngine:
     CUDA; `quantize="int8"` swaps the `nn.Linear` layers of the online and
     offline models for dynamically quantised ones (CPU only). `bucket_batches`
     pads online batches to a few fixed sizes (same tokens, fewer kernel
-    shapes); None = on for CUDA, off elsewhere.
+    shapes); None = on for CUDA, off elsewhere. `frontend="batched"` computes
+    the fbank features of all streams of a round at once (paraformer_features);
+    "funasr" runs FunASR's own frontend stream by stream (the reference).
     """
 
     name = "paraformer"
@@ -78,7 +81,7 @@ class ParaformerStreamingEngine:
     def __init__(
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
-        bucket_batches: bool | None = None,
+        bucket_batches: bool | None = None, frontend: str = "batched",
     ) -> None:
         self.online = online
         self.offline = offline
@@ -94,11 +97,14 @@ class ParaformerStreamingEngine:
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)
         self.tokenizer = online.kwargs["tokenizer"]
-        frontend = FunasrOnlineFrontend(online.kwargs["frontend"], device, torch_dtype)
+        frontends = {"batched": BatchedOnlineFrontend, "funasr": FunasrOnlineFrontend}
+        if frontend not in frontends:
+            raise ValueError(f"frontend must be one of {sorted(frontends)}, not {frontend!r}")
+        features = frontends[frontend](online.kwargs["frontend"], device, torch_dtype)
         if bucket_batches is None:
             bucket_batches = str(device).startswith("cuda")
         self.runner = BatchedStreamingParaformer(
-            self.model, frontend, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
+            self.model, features, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
             decoder_look_back=DECODER_CHUNK_LOOK_BACK, device=device, dtype=torch_dtype,
             bucket_batches=bucket_batches,
         )

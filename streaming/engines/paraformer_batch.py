@@ -185,7 +185,7 @@ class BatchedStreamingParaformer:
         for r in range(max((len(s) for s in strides), default=0)):
             live = [i for i in range(len(handles)) if r < len(strides[i])]
             finals = [is_last[i] and r == len(strides[i]) - 1 for i in live]
-            speech = self.frontend.extract(
+            speech = self._features(
                 [handles[i].frontend for i in live], [strides[i][r] for i in live], finals)
             rows = [_Row(i, handles[i], s, f) for i, s, f in zip(live, speech, finals)]
             for group in _group(rows):
@@ -195,6 +195,21 @@ class BatchedStreamingParaformer:
             if last:
                 self._release(handle)
         return ids
+
+    def _features(
+        self, states: list, audios: list[np.ndarray], finals: list[bool],
+    ) -> list[Tensor | None]:
+        """One frontend call for the round. Like `ParaformerStreaming.inference`,
+        a final stride under one 60 ms unit gets no features (None): the encoder
+        then only flushes its overlap frames."""
+        take = [k for k, (a, f) in enumerate(zip(audios, finals))
+                if not (f and len(a) < SAMPLES_PER_UNIT)]
+        out: list[Tensor | None] = [None] * len(audios)
+        extracted = self.frontend.extract(
+            [states[k] for k in take], [audios[k] for k in take], [finals[k] for k in take])
+        for k, feats in zip(take, extracted):
+            out[k] = feats
+        return out
 
     def _padded(self, n: int) -> list[int]:
         """Row positions of a batch of n: with buckets, the first row repeated to the size."""

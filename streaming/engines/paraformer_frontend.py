@@ -7,9 +7,12 @@ methods can replace it in the engine:
 
 - `new_state()`: the per-stream look-back state (FunASR's `cache["frontend"]`);
 - `extract(states, audios, is_final)`: one stride per row; per row a
-  (T_i, D_in) tensor on the device in the model dtype, or None where FunASR
-  makes no frame (a final stride under one 60 ms unit: the encoder then only
-  flushes its overlap frames).
+  (T_i, D_in) tensor on the device in the model dtype. The runner never
+  passes a final stride under one 60 ms unit (FunASR extracts nothing there).
+
+The engine runs `paraformer_features.BatchedOnlineFrontend` (all rows in one
+batched computation); this per-stream one is the reference it is tested
+against and the `frontend="funasr"` option of the engine.
 """
 
 from __future__ import annotations
@@ -20,9 +23,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-
-# FunASR's streaming frontend works in 60 ms units of 960 samples (chunk_size[1] * 960).
-SAMPLES_PER_UNIT = 960
 
 
 class FunasrOnlineFrontend:
@@ -39,14 +39,11 @@ class FunasrOnlineFrontend:
 
     def extract(
         self, states: Sequence[dict], audios: Sequence[np.ndarray], is_final: Sequence[bool],
-    ) -> list[Tensor | None]:
+    ) -> list[Tensor]:
         from funasr.utils.load_utils import extract_fbank
 
-        out: list[Tensor | None] = []
+        out: list[Tensor] = []
         for state, audio, final in zip(states, audios, is_final):
-            if final and len(audio) < SAMPLES_PER_UNIT:  # as ParaformerStreaming.inference
-                out.append(None)
-                continue
             speech, _ = extract_fbank(
                 [torch.from_numpy(audio)], data_type="sound", frontend=self.frontend,
                 cache=state, is_final=final,
