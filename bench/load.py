@@ -55,6 +55,7 @@ from bench.load_clients import ClientPlan, ClientReport, client_process
 from bench.load_report import HEADER, RunResult, row, summarise_config, summarise_run
 from bench.load_server import (
     ROOT,
+    SINK,
     ServerProcess,
     Snapshot,
     gpu_memory_mb,
@@ -70,6 +71,7 @@ CONFIGS = {
     # GPU rows: one batch can hold every live stream
     "batched-gpu": ["--max-batch-size", "4096", "--max-wait-ms", "50"],
     "batched-gpu-fp16": ["--max-batch-size", "4096", "--max-wait-ms", "50", "--dtype", "float16"],
+    "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow
 READY_TIMEOUT_S = 180.0  # for every client process to connect its streams
@@ -162,7 +164,11 @@ class ConfigSweep:
     def run(self, server_args: list[str]) -> list[int]:
         """Held N per repeat."""
         held = []
-        with ServerProcess([*server_args, *CONFIGS[self.config]]) as server:
+        if self.config == "sink":
+            process = ServerProcess([], SINK)
+        else:
+            process = ServerProcess([*server_args, *CONFIGS[self.config]])
+        with process as server:
             self.server = server
             run_once(server, _warmup_args(self.args), self.pcm, 1, seed=0)  # not recorded
             for repeat in range(1, self.args.repeat + 1):
@@ -264,20 +270,27 @@ def _raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    args = parse_args(argv)
-    # `timeout` and Ctrl-C must not leave a server behind holding the machine
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    _raise_open_files_limit()
+def captiond_args(args: argparse.Namespace) -> list[str]:
+    """`captiond serve` options common to every configuration (models generated if missing)."""
+    if all(config == "sink" for config in args.configs.split(",")):
+        return []
     models = ensure_models(args.model_dir, args.size)
-    server_args = [
+    return [
         "--device", args.device, "--no-calibrate", "--no-admission",
         "--online-model", str(models / "paraformer-streaming"),
         "--offline-model", str(models / "paraformer-offline"),
         "--punc-model", str(models / "ct-punc"),
         *(["--threads", str(args.threads)] if args.threads else []),
     ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    # `timeout` and Ctrl-C must not leave a server behind holding the machine
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    _raise_open_files_limit()
+    server_args = captiond_args(args)
     samples, rate = soundfile.read(args.wav, dtype="int16")
     assert rate == 16000 and samples.ndim == 1, "the load WAV must be 16 kHz mono"
     pcm = samples.astype("<i2").tobytes()
@@ -292,19 +305,26 @@ def main(argv: list[str] | None = None) -> int:
     sweeps = {config: ConfigSweep(config, args, pcm, out, header) for config in configs}
     held = {config: sweep.run(server_args) for config, sweep in sweeps.items()}
     summary = {config: summarise_config(held[config], sweeps[config].runs) for config in configs}
+    write_summary(out, header, summary, configs, args)
+    return 0
+
+
+def write_summary(out: Path, header: dict, summary: dict, configs: list[str],
+                  args: argparse.Namespace) -> None:
+    """summary.json, and the ratios to the first configuration, from this one invocation."""
     baseline = summary[configs[0]]["held_median"]
+    key = "ratio_to_" + configs[0]
     for config in configs:
-        summary[config]["ratio_to_" + configs[0]] = (
-            round(summary[config]["held_median"] / baseline, 2) if baseline else None)
+        held = summary[config]["held_median"]
+        summary[config][key] = round(held / baseline, 2) if baseline else None
     (out / "summary.json").write_text(json.dumps({**header, "summary": summary}, indent=2))
     print("\nstreams held (median of repeats; p95 partial <= "
           f"{args.held_p95_s} s, p95 end lag <= {args.held_end_lag_s} s):")
     for config in configs:
         s = summary[config]
         print(f"  {config:>16}: {s['held_median']} (repeats {s['held']}), "
-              f"x{s['ratio_to_' + configs[0]]} {configs[0]}")
+              f"{s[key]}x {configs[0]}")
     print(f"wrote {out}/")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
 """The server side of `bench/load.py`: the captiond process under test and
 what it reports over a measurement window.
 
-`ServerProcess` starts `captiond serve` on a free port and stops it (SIGTERM:
-it drains). `Snapshot` reads `/health` and the process's CPU time at the two
-ends of a run's steady window; `window_metrics` turns two of them into the
-"where time goes" figures of one run.
+`ServerProcess` starts `captiond serve` (or the `bench/load_sink.py`
+stand-in) on a free port and stops it (SIGTERM: captiond drains). `Snapshot`
+reads `/health` and the process's CPU time at the two ends of a run's steady
+window; `window_metrics` turns two of them into the "where time goes" figures
+of one run.
 """
 
 from __future__ import annotations
@@ -26,14 +27,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+SERVE = ["-m", "server.cli", "serve", "--port", "0"]
+SINK = ["-m", "bench.load_sink", "--port", "0"]  # no model: measures the clients alone
+
+
 class ServerProcess:
-    def __init__(self, args: list[str]) -> None:
+    def __init__(self, args: list[str], program: list[str] = SERVE) -> None:
         self.args = args
+        self.program = program
         self.process: subprocess.Popen | None = None
         self.port = 0
 
     def __enter__(self) -> ServerProcess:
-        command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", *self.args]
+        command = [sys.executable, *self.program, *self.args]
         self.process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
         for line in self.process.stderr:
             if match := re.search(r"listening on ws://[\d.]+:(\d+)", line):
@@ -42,7 +48,8 @@ class ServerProcess:
         else:
             raise RuntimeError(f"captiond did not start: {' '.join(command)}")
         # keep draining its log so the pipe never blocks it
-        threading.Thread(target=self.process.stderr.read, daemon=True).start()
+        self._log_reader = threading.Thread(target=self.process.stderr.read, daemon=True)
+        self._log_reader.start()
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -52,6 +59,8 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._log_reader.join(timeout=5)
+        self.process.stderr.close()
 
     @property
     def url(self) -> str:
