@@ -61,6 +61,7 @@ from bench.load_server import (
     gpu_memory_mb,
     machine,
     rss_mb,
+    wait_idle,
     window_metrics,
 )
 
@@ -74,6 +75,7 @@ CONFIGS = {
     "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow
+CONNECT_STAGGER_S = 0.2  # between client processes' first handshakes
 READY_TIMEOUT_S = 180.0  # for every client process to connect its streams
 
 
@@ -111,6 +113,7 @@ def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, stream
     """N real-time streams from several client processes; the server's window figures."""
     procs = args.client_procs or math.ceil(streams / args.streams_per_proc)
     procs = max(1, min(procs, streams))
+    settle_s = wait_idle(server)
     context = get_context("spawn")
     pipes, workers = [], []
     first = 0
@@ -118,7 +121,8 @@ def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, stream
         share = streams // procs + (index < streams % procs)
         plan = ClientPlan(server.url, pcm, share, args.frame_ms, args.duration, args.ramp,
                           phase_s=index * args.frame_ms / 1000 / procs, mode=args.mode,
-                          seed=seed * 1000 + index, first_index=first)
+                          seed=seed * 1000 + index, first_index=first,
+                          connect_delay_s=CONNECT_STAGGER_S * index)
         first += share
         ours, theirs = context.Pipe()
         worker = context.Process(target=client_process, args=(plan, theirs), daemon=True)
@@ -138,7 +142,7 @@ def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, stream
         _sleep_until(go_at + args.duration)
         last_snapshot = Snapshot.take(server)
         server_figures = {"rss_mb": rss_mb(server), "gpu_mb": gpu_memory_mb(server.process.pid),
-                          "engine": last_snapshot.health.get("engine")}
+                          "engine": last_snapshot.health.get("engine"), "settle_s": settle_s}
         reports = [pipe.recv() for pipe in pipes]
     finally:
         for worker in workers:

@@ -56,6 +56,7 @@ class ClientPlan:
     seed: int = 0
     drain_timeout_s: float = 20.0  # is_final later than this after the end: an error
     first_index: int = 0  # names the streams load-<index> across processes
+    connect_delay_s: float = 0.0  # processes connect one after another: the listen backlog
 
 
 @dataclass
@@ -111,6 +112,7 @@ async def _main(plan: ClientPlan, parent: Connection) -> ClientReport:
     frame_bytes = 2 * SAMPLE_RATE * plan.frame_ms // 1000
     frames = [plan.pcm[i : i + frame_bytes]
               for i in range(0, len(plan.pcm) - frame_bytes + 1, frame_bytes)]
+    await asyncio.sleep(plan.connect_delay_s)
     started = time.monotonic()
     sockets = await _connect_all(plan, report)
     report.connect_s = time.monotonic() - started

@@ -71,6 +71,18 @@ class ServerProcess:
             return json.loads(r.read())
 
 
+def wait_idle(server: ServerProcess, timeout_s: float = 120.0) -> float:
+    """Wait until the last run's connections are gone (their queued finals
+    done) so that no backlog leaks into the next run; the seconds it took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        health = server.health()
+        if not health.get("connections") and not health.get("live_streams"):
+            break
+        time.sleep(0.5)
+    return round(time.monotonic() - started, 1)
+
+
 @dataclass
 class Snapshot:
     at: float  # time.monotonic()
