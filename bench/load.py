@@ -30,6 +30,9 @@ summary.json, under --results-dir (default bench/results/<date>-<label>/).
         --repeat 1 --duration 10                          # a quick check, tiny model
     python -m bench.load --device cuda --configs batched-gpu-fp16 --start 256 \\
         --max-streams 4096 --label h100                   # GPU sweep
+    python -m bench.load --configs sink --counts 2000 --repeat 1   # the clients alone
+
+More in bench/README.md.
 """
 
 from __future__ import annotations
