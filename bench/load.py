@@ -114,24 +114,8 @@ def search(held: Callable[[int], bool], start: int, max_streams: int,
 def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, streams: int,
              seed: int) -> tuple[dict, list[ClientReport]]:
     """N real-time streams from several client processes; the server's window figures."""
-    procs = args.client_procs or math.ceil(streams / args.streams_per_proc)
-    procs = max(1, min(procs, streams))
     settle_s = wait_idle(server)
-    context = get_context("spawn")
-    pipes, workers = [], []
-    first = 0
-    for index in range(procs):
-        share = streams // procs + (index < streams % procs)
-        plan = ClientPlan(server.url, pcm, share, args.frame_ms, args.duration, args.ramp,
-                          phase_s=index * args.frame_ms / 1000 / procs, mode=args.mode,
-                          seed=seed * 1000 + index, first_index=first,
-                          connect_delay_s=CONNECT_STAGGER_S * index)
-        first += share
-        ours, theirs = context.Pipe()
-        worker = context.Process(target=client_process, args=(plan, theirs), daemon=True)
-        worker.start()
-        pipes.append(ours)
-        workers.append(worker)
+    pipes, workers, plans = _start_clients(server.url, args, pcm, streams, seed)
     try:
         for pipe in pipes:
             if not pipe.poll(READY_TIMEOUT_S):
@@ -146,13 +130,46 @@ def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, stream
         last_snapshot = Snapshot.take(server)
         server_figures = {"rss_mb": rss_mb(server), "gpu_mb": gpu_memory_mb(server.process.pid),
                           "engine": last_snapshot.health.get("engine"), "settle_s": settle_s}
-        reports = [pipe.recv() for pipe in pipes]
+        reports = [_report(pipe, plan) for pipe, plan in zip(pipes, plans)]
     finally:
         for worker in workers:
             worker.join(timeout=30)
             if worker.is_alive():
                 worker.kill()
     return {**window_metrics(first_snapshot, last_snapshot), **server_figures}, reports
+
+
+def _start_clients(url: str, args: argparse.Namespace, pcm: bytes, streams: int,
+                   seed: int) -> tuple[list, list, list[ClientPlan]]:
+    procs = args.client_procs or math.ceil(streams / args.streams_per_proc)
+    procs = max(1, min(procs, streams))
+    context = get_context("spawn")  # no copy of this process's state, no inherited sockets
+    pipes, workers, plans = [], [], []
+    first = 0
+    for index in range(procs):
+        share = streams // procs + (index < streams % procs)
+        plan = ClientPlan(url, pcm, share, args.frame_ms, args.duration, args.ramp,
+                          phase_s=index * args.frame_ms / 1000 / procs, mode=args.mode,
+                          seed=seed * 1000 + index, first_index=first,
+                          connect_delay_s=CONNECT_STAGGER_S * index)
+        first += share
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=client_process, args=(plan, theirs), daemon=True)
+        worker.start()
+        pipes.append(ours)
+        workers.append(worker)
+        plans.append(plan)
+    return pipes, workers, plans
+
+
+def _report(pipe, plan: ClientPlan) -> ClientReport:
+    """A client process's report; a process that died counts all its streams as errors."""
+    if pipe.poll(plan.drain_timeout_s + 60):
+        try:
+            return pipe.recv()
+        except EOFError:
+            pass
+    return ClientReport(plan.streams, errors={"client process died": plan.streams})
 
 
 def _sleep_until(at: float) -> None:

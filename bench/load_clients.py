@@ -23,6 +23,7 @@ are live; the parent reads the server's counters over the same window.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import random
@@ -122,6 +123,9 @@ async def _main(plan: ClientPlan, parent: Connection) -> ClientReport:
                       rng.randrange(len(frames)))
                for i, ws in enumerate(sockets)]
     report.connected = len(streams)
+    # what exists now lives for the whole run: keep the collector from rescanning it
+    gc.collect()
+    gc.freeze()
     parent.send(("ready", len(streams)))
     go_at = await loop.run_in_executor(None, parent.recv)
     clock = FrameClock(plan, frames, streams, go_at + plan.phase_s, report)
