@@ -249,6 +249,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="2pass: partials and finals (the default service); online: partials only")
     add("--device", default="auto")
     add("--threads", type=int, default=None, help="server --threads")
+    add("--admission", action="store_true",
+        help="leave the server's admission control on (default off: find where it breaks)")
     add("--start", type=int, default=1, help="first N of the doubling search")
     add("--max-streams", type=int, default=2048, help="upper bound of the search")
     add("--precision", type=float, default=0.05,
@@ -299,8 +301,10 @@ def captiond_args(args: argparse.Namespace) -> list[str]:
     if all(config == "sink" for config in args.configs.split(",")):
         return []
     models = ensure_models(args.model_dir, args.size)
+    # admission control refuses streams past the measured capacity (counted as refusals)
+    admission = [] if args.admission else ["--no-calibrate", "--no-admission"]
     return [
-        "--device", args.device, "--no-calibrate", "--no-admission",
+        "--device", args.device, *admission,
         "--online-model", str(models / "paraformer-streaming"),
         "--offline-model", str(models / "paraformer-offline"),
         "--punc-model", str(models / "ct-punc"),
