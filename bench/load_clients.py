@@ -132,18 +132,23 @@ async def _main(plan: ClientPlan, parent: Connection) -> ClientReport:
     for stream in streams:
         stream.receiver = asyncio.create_task(_receive(stream, clock, report))
     await clock.run(go_at)
-    receivers = [s.receiver for s in streams]
-    if receivers:
-        await asyncio.wait(receivers, timeout=plan.drain_timeout_s)
+    await _finish(streams, plan, report)
+    return report
+
+
+async def _finish(streams: list[Stream], plan: ClientPlan, report: ClientReport) -> None:
+    """Wait for every stream's is_final (up to the drain timeout), count what
+    failed, close the sockets."""
+    if not streams:
+        return
+    await asyncio.wait([s.receiver for s in streams], timeout=plan.drain_timeout_s)
     for stream in streams:
         if not stream.done and stream.error is None:
             stream.error = "no is_final in time"
         stream.receiver.cancel()
         if stream.error is not None:
             report.errors[stream.error] = report.errors.get(stream.error, 0) + 1
-    if streams:
-        await asyncio.wait([asyncio.create_task(s.ws.close()) for s in streams], timeout=10)
-    return report
+    await asyncio.wait([asyncio.create_task(s.ws.close()) for s in streams], timeout=10)
 
 
 async def _connect_all(plan: ClientPlan, report: ClientReport) -> list[ClientConnection]:
