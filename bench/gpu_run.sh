@@ -49,7 +49,8 @@ for mode in ${MODES:-2pass}; do
     timeout "$(cap 220)" python3 -m bench.load --model-dir "$MODELS" --device "$DEVICE" \
         --configs batched-gpu-fp16 --duration "${DURATION:-10}" --client-procs 8 --mode "$mode" \
         --counts "${COUNTS_BATCHED:-64,128,256,384,512,768,1024,1536}" \
-        --json "$OUT/load_${mode}_batched.json" 2>&1 | grep -v "INFO\|WARN\|ffmpeg\|brew\|If you" \
+        --repeat "${REPEAT:-1}" --results-dir "$OUT/load_${mode}_batched" \
+        2>&1 | grep -v "INFO\|WARN\|ffmpeg\|brew\|If you" \
         | tee "$OUT/load_${mode}_batched.txt"
     pkill -f "server.cli serve"; sleep 1
 
@@ -57,7 +58,8 @@ for mode in ${MODES:-2pass}; do
     timeout "$(cap 110)" python3 -m bench.load --model-dir "$MODELS" --device "$DEVICE" \
         --configs batch1 --duration "${DURATION:-10}" --client-procs 8 --mode "$mode" \
         --counts "${COUNTS_BATCH1:-4,8,16,24,32,48,64}" \
-        --json "$OUT/load_${mode}_batch1.json" 2>&1 | grep -v "INFO\|WARN\|ffmpeg\|brew\|If you" \
+        --repeat "${REPEAT:-1}" --results-dir "$OUT/load_${mode}_batch1" \
+        2>&1 | grep -v "INFO\|WARN\|ffmpeg\|brew\|If you" \
         | tee "$OUT/load_${mode}_batch1.txt"
     pkill -f "server.cli serve"; sleep 1
 done

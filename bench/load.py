@@ -1,48 +1,72 @@
-"""Load generator and capacity sweep for captiond (issue: batched inference).
+"""Real-time load sweep for captiond: how many live streams one server holds.
 
-Starts `captiond serve` once per configuration, then for a rising number N of
-clients streams a real speech WAV from each, at real-time pace with a random
-start offset, over loopback. Per run it reports: whether all N streams held
-real time (p95 partial delay <= 1 s, no errors), partial delay p50/p95/p99
-(from sending the last byte of a chunk to receiving the partial that covers
-it), final delay after end of speech p50/p95, chunks/s, mean batch size,
-server CPU% and RSS, and GPU memory where nvidia-smi exists. The sweep stops
-at the first N that fails; the configurations are compared in the same run
-and the ratio of streams held is printed.
+For each configuration it starts `captiond serve` (the large generated model
+by default), warms it up, then finds the largest number N of real-time streams
+it holds: doubling from --start, then bisection, bounded by --max-streams. A
+run of N streams is *held* when no stream errs or is refused, the p95 partial
+delay is <= 1 s and the p95 end-of-stream lag is <= 2 s (and the clients kept
+their own pace). The whole search is repeated --repeat times per server; the
+reported figure is the median over repeats.
 
-    python -m bench.load                       # large generated model, default configs
-    python -m bench.load --configs batch1,batched --counts 1,2,3,4,6,8 --duration 20
+Clients (bench/load_clients.py): N streams over --client-procs processes
+(default ceil(N / --streams-per-proc)), one uvloop event loop and one frame
+clock per process, each stream sending FunASR-client-sized frames
+(--frame-ms, default 60) of --wav from a random offset, joining at a random
+tick within --ramp seconds. Partial delay: from sending the frame that
+completes a chunk to receiving the partial covering it (the partial that
+closes an utterance after the endpoint silence excluded). End-of-stream lag:
+from sending is_speaking:false to the is_final:true message.
+
+Where time goes, over each run's steady window (all N streams live), from
+/health deltas: online and final engine lanes busy share, event-loop busy
+share and wakeup lag, per-frame front-end cost (µs), chunks/s, mean batch;
+server CPU % and RSS; client CPU.
+
+Results: one JSON per run, with the exact command line and machine info, and
+summary.json, under --results-dir (default bench/results/<date>-<label>/).
+
+    python -m bench.load                                  # large model; batch1 vs batched
+    python -m bench.load --size tiny --configs batched --start 50 --max-streams 200 \\
+        --repeat 1 --duration 10                          # a quick check, tiny model
+    python -m bench.load --device cuda --configs batched-gpu-fp16 --start 256 \\
+        --max-streams 4096 --label h100                   # GPU sweep
+    python -m bench.load --configs sink --counts 2000 --repeat 1   # the clients alone
+
+More in bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime
 import json
 import math
-import os
-import random
-import re
-import shutil
+import resource
+import shlex
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
 import soundfile
 
-from clients.client import CaptionClient, ServerError
-
-ROOT = Path(__file__).resolve().parents[1]
-FRAME_S = 0.1
-HELD_P95_S = 1.0
+from bench.load_clients import ClientPlan, ClientReport, client_process
+from bench.load_report import HEADER, RunResult, row, summarise_config, summarise_run
+from bench.load_server import (
+    ROOT,
+    SINK,
+    ServerProcess,
+    Snapshot,
+    gpu_memory_mb,
+    machine,
+    rss_mb,
+    wait_idle,
+    window_metrics,
+)
 
 CONFIGS = {
     "batch1": ["--max-batch-size", "1"],
@@ -51,243 +75,210 @@ CONFIGS = {
     # GPU rows: one batch can hold every live stream
     "batched-gpu": ["--max-batch-size", "4096", "--max-wait-ms", "50"],
     "batched-gpu-fp16": ["--max-batch-size", "4096", "--max-wait-ms", "50", "--dtype", "float16"],
+    "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
-WARMUP_S = 8.0  # one stream through an utterance end before measuring: first forwards are slow
-DRAIN_TIMEOUT_S = 20.0  # results still missing this long after the last audio: not real time
+WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow
+CONNECT_STAGGER_S = 0.2  # between client processes' first handshakes
+READY_TIMEOUT_S = 180.0  # for every client process to connect its streams
 
 
-@dataclass
-class StreamStats:
-    partial_delays: list[float] = field(default_factory=list)
-    final_delays: list[float] = field(default_factory=list)
-    error: str | None = None
+# ---- the search --------------------------------------------------------------------
 
 
-@dataclass
-class RunResult:
-    config: str
-    streams: int
-    held: bool
-    errors: int
-    partial_p50: float | None
-    partial_p95: float | None
-    partial_p99: float | None
-    final_p50: float | None
-    final_p95: float | None
-    chunks_per_s: float
-    mean_batch_size: float
-    online_busy: float  # share of the run the online lane spent in the engine
-    final_busy: float
-    cpu_percent: float
-    rss_mb: float
-    gpu_mb: float | None
-
-
-# ---- one client -------------------------------------------------------------
-
-
-async def stream_client(url: str, pcm: bytes, seconds: float, offset_s: float,
-                        mode: str = "2pass") -> StreamStats:
-    """Stream `pcm` (looped) for `seconds` at real-time pace; time partials and finals."""
-    stats = StreamStats()
-    await asyncio.sleep(offset_s)
-    sent_at: list[float] = []  # sent_at[i]: when the frame ending at (i+1)*FRAME_S left
-    try:
-        async with CaptionClient.connect(url) as client:
-            await client.start(mode=mode, wav_name="load")
-            receiver = asyncio.create_task(_receive(client, sent_at, stats))
-            await _send_realtime(client, pcm, seconds, sent_at)
-            await client.end()
-            await asyncio.wait_for(receiver, timeout=DRAIN_TIMEOUT_S)
-    except (ServerError, OSError, TimeoutError) as exc:
-        stats.error = str(exc)
-    return stats
-
-
-async def _send_realtime(client: CaptionClient, pcm: bytes, seconds: float,
-                         sent_at: list[float]) -> None:
-    frame = int(32000 * FRAME_S)
-    start = time.monotonic()
-    for index in range(int(seconds / FRAME_S)):
-        position = (index * frame) % (len(pcm) - frame)
-        await client.send_audio(pcm[position : position + frame])
-        sent_at.append(time.monotonic())
-        await asyncio.sleep(max(0.0, start + (index + 1) * FRAME_S - time.monotonic()))
-
-
-async def _receive(client: CaptionClient, sent_at: list[float], stats: StreamStats) -> None:
-    async for message in client.messages():
-        now = time.monotonic()
-        # the frame whose arrival completed the audio up to `end`
-        frame = math.ceil(message.get("end", 0) / 1000 / FRAME_S - 1e-6) - 1
-        if not 0 <= frame < len(sent_at):
-            continue
-        # endpoint results (after the VAD's trailing silence) count as finals; the
-        # stream-end flush is left out: it comes without that wait
-        endpoint = not message["is_final"] and (
-            message["mode"] == "2pass-offline" or message.get("final", False))
-        if message["mode"] in ("2pass-online", "online") and not message.get("final"):
-            stats.partial_delays.append(now - sent_at[frame])
-        elif endpoint:
-            stats.final_delays.append(now - sent_at[frame])
-
-
-# ---- the server under test -------------------------------------------------------
-
-
-class ServerProcess:
-    def __init__(self, args: list[str]) -> None:
-        self.args = args
-        self.process: subprocess.Popen | None = None
-        self.port = 0
-
-    def __enter__(self) -> ServerProcess:
-        command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", *self.args]
-        self.process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        for line in self.process.stderr:
-            if match := re.search(r"listening on ws://[\d.]+:(\d+)", line):
-                self.port = int(match.group(1))
-                break
+def search(held: Callable[[int], bool], start: int, max_streams: int,
+           precision: float = 0.05) -> int:
+    """Largest N in [1, max_streams] with held(N), assuming held is monotone:
+    double from `start` (halve if `start` fails), then bisect until the bracket
+    is within `precision` of its low end. 0 if even one stream fails."""
+    low, high = 0, max_streams + 1
+    n = max(1, min(start, max_streams))
+    while low < n < high:  # double up or halve down until a bracket exists
+        if held(n):
+            low = n
+            n = min(2 * n, max_streams)
         else:
-            raise RuntimeError(f"captiond did not start: {' '.join(command)}")
-        # keep draining its log so the pipe never blocks it
-        threading.Thread(target=self.process.stderr.read, daemon=True).start()
-        return self
+            high = n
+            n = n // 2 if low == 0 else n
+    while high - low > max(1, int(low * precision)):
+        middle = (low + high) // 2
+        if held(middle):
+            low = middle
+        else:
+            high = middle
+    return low
 
-    def __exit__(self, *exc_info) -> None:
-        self.process.terminate()  # drains: open utterances are finalised first
+
+# ---- one run -----------------------------------------------------------------------
+
+
+def run_once(server: ServerProcess, args: argparse.Namespace, pcm: bytes, streams: int,
+             seed: int) -> tuple[dict, list[ClientReport]]:
+    """N real-time streams from several client processes; the server's window figures."""
+    settle_s = wait_idle(server)
+    pipes, workers, plans = _start_clients(server.url, args, pcm, streams, seed)
+    try:
+        for pipe in pipes:
+            if not pipe.poll(READY_TIMEOUT_S):
+                raise RuntimeError(f"client processes did not connect in {READY_TIMEOUT_S} s")
+            pipe.recv()
+        go_at = time.monotonic() + 0.5
+        for pipe in pipes:
+            pipe.send(go_at)
+        _sleep_until(go_at + args.ramp)
+        first_snapshot = Snapshot.take(server)
+        _sleep_until(go_at + args.duration)
+        last_snapshot = Snapshot.take(server)
+        server_figures = {"rss_mb": rss_mb(server), "gpu_mb": gpu_memory_mb(server.process.pid),
+                          "engine": last_snapshot.health.get("engine"), "settle_s": settle_s}
+        reports = [_report(pipe, plan) for pipe, plan in zip(pipes, plans)]
+    finally:
+        for worker in workers:
+            worker.join(timeout=30)
+            if worker.is_alive():
+                worker.kill()
+    return {**window_metrics(first_snapshot, last_snapshot), **server_figures}, reports
+
+
+def _start_clients(url: str, args: argparse.Namespace, pcm: bytes, streams: int,
+                   seed: int) -> tuple[list, list, list[ClientPlan]]:
+    procs = args.client_procs or math.ceil(streams / args.streams_per_proc)
+    procs = max(1, min(procs, streams))
+    context = get_context("spawn")  # no copy of this process's state, no inherited sockets
+    pipes, workers, plans = [], [], []
+    first = 0
+    for index in range(procs):
+        share = streams // procs + (index < streams % procs)
+        plan = ClientPlan(url, pcm, share, args.frame_ms, args.duration, args.ramp,
+                          phase_s=index * args.frame_ms / 1000 / procs, mode=args.mode,
+                          seed=seed * 1000 + index, first_index=first,
+                          connect_delay_s=CONNECT_STAGGER_S * index)
+        first += share
+        ours, theirs = context.Pipe()
+        worker = context.Process(target=client_process, args=(plan, theirs), daemon=True)
+        worker.start()
+        pipes.append(ours)
+        workers.append(worker)
+        plans.append(plan)
+    return pipes, workers, plans
+
+
+def _report(pipe, plan: ClientPlan) -> ClientReport:
+    """A client process's report; a process that died counts all its streams as errors."""
+    if pipe.poll(plan.drain_timeout_s + 60):
         try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
-
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=10) as r:
-            return json.loads(r.read())
+            return pipe.recv()
+        except EOFError:
+            pass
+    return ClientReport(plan.streams, errors={"client process died": plan.streams})
 
 
-def gpu_memory_mb(pid: int) -> float | None:
-    if shutil.which("nvidia-smi") is None:
-        return None
-    out = subprocess.run(
-        ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-        capture_output=True, text=True,
-    ).stdout
-    used = [float(mem) for p, mem in (line.split(",") for line in out.splitlines() if line)
-            if int(p) == pid]
-    return sum(used) if used else 0.0
+def _sleep_until(at: float) -> None:
+    time.sleep(max(0.0, at - time.monotonic()))
 
 
-# ---- runs and sweeps ---------------------------------------------------------------
+# ---- a configuration: warm-up, repeated searches -----------------------------------
 
 
-async def run_once(server: ServerProcess, config: str, streams: int, pcm: bytes,
-                   seconds: float, mode: str = "2pass", client_procs: int = 1) -> RunResult:
-    import psutil
+class ConfigSweep:
+    def __init__(self, config: str, args: argparse.Namespace, pcm: bytes, out: Path,
+                 header: dict) -> None:
+        self.config, self.args, self.pcm, self.out, self.header = config, args, pcm, out, header
+        self.runs: list[RunResult] = []
 
-    process = psutil.Process(server.process.pid)
-    before = server.health()
-    process.cpu_percent(None)
-    started = time.monotonic()
-    offsets = [random.uniform(0, 0.6) for _ in range(streams)]
-    if client_procs <= 1 or streams < 2 * client_procs:
-        stats = await run_clients(server.url, pcm, seconds, offsets, mode)
-    else:  # one asyncio loop cannot pace hundreds of sockets: spread them over processes
-        loop = asyncio.get_running_loop()
-        shares = [offsets[i::client_procs] for i in range(client_procs)]
-        with ProcessPoolExecutor(client_procs, mp_context=get_context("spawn")) as pool:
-            parts = await asyncio.gather(*(
-                loop.run_in_executor(pool, _client_process, server.url, pcm, seconds, share, mode)
-                for share in shares))
-        stats = [s for part in parts for s in part]
-    elapsed = time.monotonic() - started
-    after = server.health()
-    return summarise(config, streams, stats, before, after, elapsed,
-                     process.cpu_percent(None), process.memory_info().rss / 2**20,
-                     gpu_memory_mb(server.process.pid))
+    def run(self, server_args: list[str]) -> list[int]:
+        """Held N per repeat."""
+        held = []
+        if self.config == "sink":
+            process = ServerProcess([], SINK)
+        else:
+            process = ServerProcess([*server_args, *CONFIGS[self.config]])
+        with process as server:
+            self.server = server
+            run_once(server, _warmup_args(self.args), self.pcm, 1, seed=0)  # not recorded
+            for repeat in range(1, self.args.repeat + 1):
+                self.repeat = repeat
+                if self.args.counts:
+                    held.append(self._listed(self.args.counts))
+                else:  # later repeats start at the last answer: fewer steps, same search
+                    start = held[-1] if held and held[-1] else self.args.start
+                    held.append(search(self._held, start, self.args.max_streams,
+                                       self.args.precision))
+                print(f"  {self.config} repeat {repeat}: held {held[-1]}", flush=True)
+        return held
 
-
-async def run_clients(url: str, pcm: bytes, seconds: float, offsets: list[float],
-                      mode: str) -> list[StreamStats]:
-    return list(await asyncio.gather(
-        *(stream_client(url, pcm, seconds, offset, mode) for offset in offsets)))
-
-
-def _client_process(url: str, pcm: bytes, seconds: float, offsets: list[float],
-                    mode: str) -> list[StreamStats]:
-    return asyncio.run(run_clients(url, pcm, seconds, offsets, mode))
-
-
-def summarise(config, streams, stats, before, after, elapsed, cpu, rss, gpu) -> RunResult:
-    partials = [d for s in stats for d in s.partial_delays]
-    finals = [d for s in stats for d in s.final_delays]
-    errors = sum(s.error is not None for s in stats)
-    batches = after["online_batches"] - before["online_batches"]
-    jobs = after["online_chunks"] - before["online_chunks"]
-    p95 = _pct(partials, 95)
-    return RunResult(
-        config=config, streams=streams,
-        held=errors == 0 and p95 is not None and p95 <= HELD_P95_S,
-        errors=errors,
-        partial_p50=_pct(partials, 50), partial_p95=p95, partial_p99=_pct(partials, 99),
-        final_p50=_pct(finals, 50), final_p95=_pct(finals, 95),
-        chunks_per_s=round(jobs / elapsed, 2),
-        mean_batch_size=round(jobs / batches, 2) if batches else 0.0,
-        online_busy=round((after["online_busy_s"] - before["online_busy_s"]) / elapsed, 2),
-        final_busy=round((after["final_busy_s"] - before["final_busy_s"]) / elapsed, 2),
-        cpu_percent=round(cpu, 1), rss_mb=round(rss, 1), gpu_mb=gpu,
-    )
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 3) if values else None
-
-
-async def sweep(config: str, server_args: list[str], counts: list[int], pcm: bytes,
-                seconds: float, mode: str = "2pass", client_procs: int = 1) -> list[RunResult]:
-    results = []
-    with ServerProcess([*server_args, *CONFIGS[config]]) as server:
-        await run_clients(server.url, pcm, WARMUP_S, [0.0], mode)  # not measured
-        for streams in counts:
-            result = await run_once(server, config, streams, pcm, seconds, mode, client_procs)
-            print(_row(result), flush=True)
-            results.append(result)
-            if not result.held:
+    def _listed(self, counts: list[int]) -> int:
+        best = 0
+        for n in counts:
+            if not self._held(n):
                 break
-    return results
+            best = n
+        return best
+
+    def _held(self, streams: int) -> bool:
+        seed = len(self.runs) + 1
+        figures, reports = run_once(self.server, self.args, self.pcm, streams, seed)
+        result = summarise_run(self.config, self.repeat, streams, figures, reports, self.args)
+        self.runs.append(result)
+        print(row(result), flush=True)
+        name = f"{self.config}-r{self.repeat}-n{streams:05d}.json"
+        (self.out / name).write_text(json.dumps({**self.header, "run": asdict(result)},
+                                                indent=2))
+        return result.held
 
 
-def held_streams(results: list[RunResult]) -> int:
-    return max((r.streams for r in results if r.held), default=0)
+def _warmup_args(args: argparse.Namespace) -> argparse.Namespace:
+    return argparse.Namespace(**{**vars(args), "duration": WARMUP_S, "ramp": 0.0,
+                                 "client_procs": 1})
 
 
-# ---- output ------------------------------------------------------------------------
-
-HEADER = ("config", "N", "held", "err", "p50", "p95", "p99", "fin50", "fin95", "chunk/s",
-          "batch", "onl.busy", "fin.busy", "cpu%", "rssMB", "gpuMB")
+# ---- main --------------------------------------------------------------------------
 
 
-def _row(r: RunResult) -> str:
-    cells = (r.config, r.streams, "yes" if r.held else "NO", r.errors, r.partial_p50,
-             r.partial_p95, r.partial_p99, r.final_p50, r.final_p95, r.chunks_per_s,
-             r.mean_batch_size, r.online_busy, r.final_busy, r.cpu_percent, r.rss_mb, r.gpu_mb)
-    return " ".join(f"{'-' if c is None else c!s:>8}" for c in cells)
-
-
-def machine() -> dict:
-    import platform
-
-    info = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()}
-    if shutil.which("nvidia-smi"):
-        info["gpu"] = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-            capture_output=True, text=True).stdout.strip()
-    return info
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--size", default="large", choices=["tiny", "large"],
+        help="generated model size (default: large, the real paraformer-large shape)")
+    add("--model-dir", type=Path, default=None,
+        help="models root (paraformer-streaming/, paraformer-offline/, ct-punc/); "
+             "generated there if missing (default: bench/out/models-<size>)")
+    add("--configs", default="batch1,batched",
+        help=f"comma-separated, first is the baseline of the ratios: {', '.join(CONFIGS)}")
+    add("--mode", default="2pass", choices=["2pass", "online"],
+        help="2pass: partials and finals (the default service); online: partials only")
+    add("--device", default="auto")
+    add("--threads", type=int, default=None, help="server --threads")
+    add("--admission", action="store_true",
+        help="leave the server's admission control on (default off: find where it breaks)")
+    add("--start", type=int, default=1, help="first N of the doubling search")
+    add("--max-streams", type=int, default=2048, help="upper bound of the search")
+    add("--precision", type=float, default=0.05,
+        help="bisect until the bracket is within this share of the held N")
+    add("--counts", default=None,
+        help="instead of the search: these N in order, stopping at the first that fails")
+    add("--repeat", type=int, default=3, help="searches per configuration (median reported)")
+    add("--duration", type=float, default=20.0, help="seconds of audio per stream per run")
+    add("--ramp", type=float, default=3.0, help="streams join within this many seconds")
+    add("--frame-ms", type=int, default=60, help="audio per frame (the FunASR client: 60)")
+    add("--wav", type=Path, default=ROOT / "tests" / "data" / "multi.wav")
+    add("--client-procs", type=int, default=0, help="client processes (0: auto)")
+    add("--streams-per-proc", type=int, default=250, help="auto --client-procs: ceil(N / this)")
+    add("--held-p95-s", type=float, default=1.0, help="held: p95 partial delay at most this")
+    add("--held-end-lag-s", type=float, default=2.0, help="held: p95 end-of-stream lag")
+    add("--label", default=None, help="results folder suffix (default: <size>-<mode>)")
+    add("--results-dir", type=Path, default=None,
+        help="default: bench/results/<UTC date>-<label>/")
+    args = parser.parse_args(argv)
+    args.counts = [int(c) for c in args.counts.split(",")] if args.counts else None
+    args.model_dir = args.model_dir or ROOT / "bench" / "out" / f"models-{args.size}"
+    if args.results_dir is None:
+        date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
+        label = args.label or f"{args.size}-{args.mode}"
+        args.results_dir = ROOT / "bench" / "results" / f"{date}-{label}"
+    if args.ramp >= args.duration:
+        parser.error("--ramp must be shorter than --duration: the window is what is left")
+    return args
 
 
 def ensure_models(model_dir: Path, size: str) -> Path:
@@ -298,57 +289,70 @@ def ensure_models(model_dir: Path, size: str) -> Path:
     return model_dir
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", type=Path, default=ROOT / "bench" / "out" / "models-large")
-    parser.add_argument("--size", default="large", choices=["tiny", "large"])
-    parser.add_argument("--configs", default="batch1,batched,batched-int8")
-    parser.add_argument("--counts", default="1,2,3,4,5,6,8,10,12,16,20,24,32,48,64")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per run")
-    parser.add_argument("--wav", type=Path, default=ROOT / "tests" / "data" / "multi.wav")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--mode", default="2pass", choices=["2pass", "online"],
-                        help="2pass: partials and finals (the default service); online: "
-                             "partials only, which isolates the batched online pass")
-    parser.add_argument("--client-procs", type=int, default=1,
-                        help="spread the clients over this many processes (large N)")
-    parser.add_argument("--threads", type=int, default=None, help="server --threads")
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "load.json")
-    args = parser.parse_args(argv)
-    # `timeout` and Ctrl-C must not leave a server behind holding the machine
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+def _raise_open_files_limit() -> None:
+    # thousands of sockets: the server and the client processes inherit this
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
+
+def captiond_args(args: argparse.Namespace) -> list[str]:
+    """`captiond serve` options common to every configuration (models generated if missing)."""
+    if all(config == "sink" for config in args.configs.split(",")):
+        return []
     models = ensure_models(args.model_dir, args.size)
-    server_args = [
-        "--device", args.device, "--no-calibrate", "--no-admission",
+    # admission control refuses streams past the measured capacity (counted as refusals)
+    admission = [] if args.admission else ["--no-calibrate", "--no-admission"]
+    return [
+        "--device", args.device, *admission,
         "--online-model", str(models / "paraformer-streaming"),
         "--offline-model", str(models / "paraformer-offline"),
         "--punc-model", str(models / "ct-punc"),
+        *(["--threads", str(args.threads)] if args.threads else []),
     ]
-    if args.threads:
-        server_args += ["--threads", str(args.threads)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    # `timeout` and Ctrl-C must not leave a server behind holding the machine
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    _raise_open_files_limit()
+    server_args = captiond_args(args)
     samples, rate = soundfile.read(args.wav, dtype="int16")
-    assert rate == 16000, "the load WAV must be 16 kHz mono"
+    assert rate == 16000 and samples.ndim == 1, "the load WAV must be 16 kHz mono"
     pcm = samples.astype("<i2").tobytes()
-    counts = [int(c) for c in args.counts.split(",")]
+    out = args.results_dir
+    out.mkdir(parents=True, exist_ok=True)
+    command = "python -m bench.load " + shlex.join(argv)
+    (out / "command.txt").write_text(command + "\n")
+    header = {"command": command, "machine": machine(args.device),
+              "options": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
     print(" ".join(f"{h:>8}" for h in HEADER), flush=True)
-    results = {}
-    for config in args.configs.split(","):
-        results[config] = asyncio.run(sweep(config, server_args, counts, pcm, args.duration,
-                                            args.mode, args.client_procs))
-    summary = {config: held_streams(runs) for config, runs in results.items()}
-    print("\nstreams held in real time (p95 partial delay <= 1 s):")
-    for config, held in summary.items():
-        ratio = f"  ({held / summary['batch1']:.1f}x batch1)" if summary.get("batch1") else ""
-        print(f"  {config:>14}: {held}{ratio}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(
-        {"machine": machine(), "mode": args.mode, "duration_s": args.duration,
-         "summary": summary, "runs": {c: [asdict(r) for r in rs] for c, rs in results.items()}},
-        indent=2))
-    print(f"wrote {args.json}")
+    configs = args.configs.split(",")
+    sweeps = {config: ConfigSweep(config, args, pcm, out, header) for config in configs}
+    held = {config: sweep.run(server_args) for config, sweep in sweeps.items()}
+    summary = {config: summarise_config(held[config], sweeps[config].runs) for config in configs}
+    write_summary(out, header, summary, configs, args)
     return 0
+
+
+def write_summary(out: Path, header: dict, summary: dict, configs: list[str],
+                  args: argparse.Namespace) -> None:
+    """summary.json, and the ratios to the first configuration, from this one invocation."""
+    baseline = summary[configs[0]]["held_median"]
+    key = "ratio_to_" + configs[0]
+    for config in configs:
+        held = summary[config]["held_median"]
+        summary[config][key] = round(held / baseline, 2) if baseline else None
+    (out / "summary.json").write_text(json.dumps({**header, "summary": summary}, indent=2))
+    print("\nstreams held (median of repeats; p95 partial <= "
+          f"{args.held_p95_s} s, p95 end lag <= {args.held_end_lag_s} s):")
+    for config in configs:
+        s = summary[config]
+        print(f"  {config:>16}: {s['held_median']} (repeats {s['held']}), "
+              f"{s[key]}x {configs[0]}")
+    print(f"wrote {out}/")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from websockets.http11 import Request, Response
 from server.config import ServerConfig
 from server.connection import CaptionConnection
 from server.engine_thread import EngineThread
+from server.loop_monitor import LoopMonitor
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
@@ -47,6 +48,7 @@ class CaptionServer:
         self.draining = False
         self._server: Server | None = None
         self._runner_task: asyncio.Task | None = None
+        self.loop_monitor = LoopMonitor()  # where the loop's time goes, for /health
 
     @property
     def port(self) -> int:
@@ -59,6 +61,7 @@ class CaptionServer:
             await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
             log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
+        self.loop_monitor.start()
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -86,7 +89,7 @@ class CaptionServer:
         )
         connection = CaptionConnection(websocket, session, self.runner,
                                        self.config.idle_timeout_s, self.rooms.publish,
-                                       self._refusal)
+                                       self._refusal, self.loop_monitor.frames)
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
             await connection.run()
@@ -121,6 +124,7 @@ class CaptionServer:
             "final_busy_s": round(stats.final_busy_s, 3),
             "live_streams": sum(c.session.live for c in self.connections),
             "capacity": self.admission.capacity(),
+            **self.loop_monitor.health(),
         }
 
     async def drain(self) -> None:
@@ -135,6 +139,7 @@ class CaptionServer:
         await self.stop()
 
     async def stop(self) -> None:
+        await self.loop_monitor.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

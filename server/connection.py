@@ -10,12 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
+from server.loop_monitor import FrameMeter
 from server.runner import InferenceRunner
 from streaming.errors import TRY_AGAIN_LATER
 from streaming.events import Error, Event, Final, Partial
@@ -36,10 +38,12 @@ class CaptionConnection:
         idle_timeout_s: float,
         publish: Callable[[str, dict[str, Any], bool], None] | None = None,
         refusal: Callable[[CaptionSession], str | None] | None = None,
+        frame_meter: FrameMeter | None = None,
     ) -> None:
         self.websocket = websocket
         self.publish = publish  # rooms fan-out: (room, message, utterance_final)
         self.refusal = refusal  # admission control: why a new live stream is refused
+        self.frame_meter = frame_meter or FrameMeter()  # per-frame cost, for /health
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
@@ -86,6 +90,7 @@ class CaptionConnection:
                 continue
             except ConnectionClosed:
                 return
+            started = perf_counter()
             if isinstance(message, str):
                 was_live = self.session.live
                 self.session.receive_text(message, self._now())
@@ -95,6 +100,8 @@ class CaptionConnection:
                 self.session.receive_audio(message, self._now())
             self.runner.notify(self.session)
             self._outbox.set()
+            if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
+                self.frame_meter.record(perf_counter() - started)
 
     def _admit(self) -> None:
         reason = self.refusal(self.session) if self.refusal is not None else None
