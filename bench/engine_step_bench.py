@@ -28,7 +28,7 @@ import numpy as np
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, StreamOptions
+from streaming.engine import ChunkRequest, StreamOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK_S = 0.6

@@ -24,7 +24,7 @@ from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
 from streaming.admission import AdmissionController
-from streaming.engines.base import Engine
+from streaming.engine import Engine
 from streaming.session import CaptionSession
 
 log = logging.getLogger("captiond.server")

@@ -17,13 +17,12 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.runner import InferenceRunner
-from streaming.errors import TRY_AGAIN_LATER
+from streaming.errors import GOING_AWAY, TRY_AGAIN_LATER
 from streaming.events import Error, Event, Final, Partial
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
 
-GOING_AWAY = 1001
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 
 
@@ -34,11 +33,11 @@ class CaptionConnection:
         session: CaptionSession,
         runner: InferenceRunner,
         idle_timeout_s: float,
-        publish: Callable[[str, dict[str, Any], bool], None] | None = None,
+        publish: Callable[[str, dict[str, Any], str, bool], None] | None = None,
         refusal: Callable[[CaptionSession], str | None] | None = None,
     ) -> None:
         self.websocket = websocket
-        self.publish = publish  # rooms fan-out: (room, message, utterance_final)
+        self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
         self.refusal = refusal  # admission control: why a new live stream is refused
         self.session = session
         self.runner = runner
@@ -120,25 +119,27 @@ class CaptionConnection:
             await self._outbox.wait()
             self._outbox.clear()
             for event in self.session.events():
-                message = self._message(event)
+                text = self._encode(event)
                 if socket_open:
-                    socket_open = await self._send(event, message)
+                    socket_open = await self._send(event, text)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
                 return
 
-    def _message(self, event: Event) -> dict[str, Any]:
+    def _encode(self, event: Event) -> str:
+        """The event's wire text, serialised once for the client and the room."""
         config = self.session.config
         if config is None or isinstance(event, Error):
-            return protocol.to_message(event)
+            return protocol.dumps(protocol.to_message(event))
         message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room})
+        text = protocol.dumps(message)
         if config.room and self.publish is not None:
             final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
-            self.publish(config.room, message, final)
-        return message
+            self.publish(config.room, message, text, final)
+        return text
 
-    async def _send(self, event: Event, message: dict[str, Any]) -> bool:
+    async def _send(self, event: Event, text: str) -> bool:
         try:
-            await self.websocket.send(protocol.dumps(message))
+            await self.websocket.send(text)
             if isinstance(event, Error):
                 log.info("closing %s: %s (%s)", self.websocket.remote_address, event.code,
                          event.message)

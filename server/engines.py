@@ -7,7 +7,7 @@ from typing import Any
 
 from server.config import ModelConfig
 from server.model_loading import load_funasr_model, pick_device
-from streaming.engines.base import Engine
+from streaming.engine import Engine
 from streaming.engines.paraformer import ParaformerStreamingEngine
 
 log = logging.getLogger("captiond.engines")

@@ -27,11 +27,8 @@ def to_message(event: Event, extra: dict[str, Any] | None = None) -> dict[str, A
     return message
 
 
-def encode(event: Event, extra: dict[str, Any] | None = None) -> str:
-    return dumps(to_message(event, extra))
-
-
 def dumps(message: dict[str, Any]) -> str:
+    """The JSON text frame of a message; callers encode each message once."""
     return json.dumps(message, ensure_ascii=False)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from server.engine_thread import EngineThread, final_lane_threads
 from streaming.admission import AdmissionController
-from streaming.engines.base import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
+from streaming.engine import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
 from streaming.scheduler import BatchPolicy, BatchScheduler
 from streaming.session import CaptionSession, Job
 

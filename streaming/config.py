@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streaming.engines.base import StreamOptions
+from streaming.engine import StreamOptions
 from streaming.errors import InvalidConfig, InvalidJSON
 
 MODES = ("online", "offline", "2pass")

@@ -7,7 +7,9 @@ The core never lets these escape to the server: it emits `Error` events.
 
 from __future__ import annotations
 
-# DESIGN §4 close codes
+# WebSocket close codes (docs/design.md §4). Defined here only: the server,
+# the rooms and the clients import them from this module.
+GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
 POLICY_VIOLATION = 1008

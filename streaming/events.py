@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streaming.engines.base import SentenceStamp
+from streaming.engine import SentenceStamp
 
 
 @dataclass(frozen=True)

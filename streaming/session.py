@@ -31,7 +31,7 @@ import numpy as np
 
 from streaming.audio import StreamResampler, decode_file, pcm16_to_float
 from streaming.config import StreamConfig, parse_config, parse_message
-from streaming.engines.base import (
+from streaming.engine import (
     SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,

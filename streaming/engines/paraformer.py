@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from streaming.engines.base import (
+from streaming.engine import (
     ChunkRequest,
     ChunkResult,
     FinalRequest,

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from streaming.engines.base import (
+from streaming.engine import (
     SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,

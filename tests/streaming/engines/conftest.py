@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soxr
 
-from streaming.engines.base import SAMPLE_RATE
+from streaming.engine import SAMPLE_RATE
 
 
 def synthesize_speech(text: str, out_dir: Path) -> np.ndarray:

@@ -17,7 +17,7 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from tests.streaming.engines.test_paraformer_engine import reference_tokens
 
 STRIDE = 9600  # 600 ms at 16 kHz: chunk_size[1] = 10 units of 960 samples

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 from tests.streaming.engines.test_paraformer_speed import edit_distance
 

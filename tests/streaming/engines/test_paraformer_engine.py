@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pytest
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 
 CHUNK_SIZES = [(5, 10, 5), (0, 10, 5)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streaming.engines.base import FinalRequest, StreamOptions
+from streaming.engine import FinalRequest, StreamOptions
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 

