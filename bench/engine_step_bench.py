@@ -138,12 +138,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
 
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
-    engine = load_paraformer(
-        str(args.model_dir / "paraformer-streaming"), device=args.device, dtype=args.dtype,
-        quantize=args.quantize,
-    )
+    engine = load_paraformer(ParaformerOptions(
+        str(args.model_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
+        dtype=args.dtype, quantize=args.quantize,
+    ), device=args.device)
     audio = load_audio()
     config = "batched" + "".join(f"-{o}" for o in (args.quantize, args.dtype) if o)
     rows = []

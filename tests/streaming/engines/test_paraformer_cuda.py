@@ -19,12 +19,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def cuda_engine(models_dir, dtype=None):
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
-    return load_paraformer(
+    return load_paraformer(ParaformerOptions(
         str(models_dir / "paraformer-streaming"), str(models_dir / "paraformer-offline"),
-        str(models_dir / "ct-punc"), device="cuda", dtype=dtype,
-    )
+        str(models_dir / "ct-punc"), dtype=dtype,
+    ), device="cuda")
 
 
 @pytest.fixture(scope="module")
