@@ -1,4 +1,4 @@
-"""Per-chunk cost of the Paraformer online pass by batch size (DESIGN §6).
+"""Per-chunk cost of the Paraformer online pass by batch size (docs/design.md §6).
 
 For each batch size B, B streams of real speech (tests/data/multi.wav, each
 from a different offset) are warmed up until every one has its full encoder

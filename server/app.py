@@ -160,7 +160,7 @@ async def _until_closed(connection: CaptionConnection) -> None:
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
-    # DESIGN §4: select "binary" when asked, and accept clients that ask for none.
+    # docs/design.md §4: select "binary" when asked, and accept clients that ask for none.
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 

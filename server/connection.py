@@ -2,7 +2,7 @@
 
 All protocol decisions live in the session; this class only receives frames,
 wakes the batch runner, and sends what the session emits, closing the socket
-with the event's close code after an `Error` (DESIGN §4).
+with the event's close code after an `Error` (docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class CaptionConnection:
             self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
 
     async def _drain_session(self) -> None:
-        self.session.receive_end(self._now())  # DESIGN §8: finalise open segments
+        self.session.receive_end(self._now())  # docs/design.md §8: finalise open segments
         self.runner.notify(self.session)
         self._outbox.set()
         while self.session.busy:
@@ -113,7 +113,7 @@ class CaptionConnection:
 
     async def _send_loop(self) -> None:
         """Send events while the socket is open; keep feeding the room after it
-        closed, until the session's last utterance is final (DESIGN §8)."""
+        closed, until the session's last utterance is final (docs/design.md §8)."""
         socket_open = True
         while True:
             await self._outbox.wait()

@@ -1,4 +1,4 @@
-"""Rooms: fan-out of speakers' captions to read-only viewers (DESIGN §4).
+"""Rooms: fan-out of speakers' captions to read-only viewers (docs/design.md §4).
 
 A speaker joins by naming a `room` in its config; viewers connect to
 `/rooms/<room>`. Each viewer gets the room's recent finals on join (marked

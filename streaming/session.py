@@ -66,7 +66,7 @@ class SessionState(enum.Enum):
 
 @dataclass(frozen=True)
 class SessionLimits:
-    max_frame_bytes: int = 4 * 1024 * 1024  # DESIGN §8: huge frames are refused (1009)
+    max_frame_bytes: int = 4 * 1024 * 1024  # docs/design.md §8: huge frames are refused (1009)
     max_file_bytes: int = 200 * 1024 * 1024  # a whole encoded upload (offline files)
     max_queued_jobs: int = 400  # ~4 min of audio waiting for the model: we are overloaded
 
@@ -100,18 +100,18 @@ class CaptionSession:
         self._guarded(self._on_audio, data, now)
 
     def receive_end(self, now: float) -> None:
-        """End of the current stream (DESIGN §4 step 3)."""
+        """End of the current stream (docs/design.md §4 step 3)."""
         self._guarded(self._on_end, now)
 
     def disconnect(self, now: float) -> None:
-        """The client went away: still finalise what it said (DESIGN §8)."""
+        """The client went away: still finalise what it said (docs/design.md §8)."""
         if self.state is SessionState.STREAMING:
             self._finish_stream(now)
         self.state = SessionState.CLOSED
         self._emit_end_markers()
 
     def expire_if_idle(self, now: float, timeout_s: float) -> bool:
-        """Close a connection that sent nothing for `timeout_s` (DESIGN §8).
+        """Close a connection that sent nothing for `timeout_s` (docs/design.md §8).
 
         A session still waiting for the model is not idle: the client is
         waiting for us. Returns True if the session was closed."""
@@ -127,7 +127,7 @@ class CaptionSession:
         return True
 
     def refuse(self, code: str, message: str, close_code: int) -> None:
-        """The server will not take this stream (e.g. over capacity, DESIGN §8).
+        """The server will not take this stream (e.g. over capacity, docs/design.md §8).
         Called right after the config; no audio was accepted, so none is lost."""
         self._queue.clear()
         self._close_with(Error(code, message, close_code))

@@ -1,4 +1,4 @@
-"""Generated tiny FunASR models, made once per test session (DESIGN §5, §7)."""
+"""Generated tiny FunASR models, made once per test session (docs/design.md §5, §7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Batched `step`/`finalize` of the Paraformer engine against batch-size-1 runs (DESIGN §6).
+"""Batched `step`/`finalize` of the Paraformer engine against batch-size-1 runs (docs/design.md §6).
 
 Eight streams with different audio start at different ticks (so they sit at
 different positions with different look-back fill), use both chunk settings,

@@ -1,7 +1,7 @@
 """ParaformerStreamingEngine against FunASR's own streaming inference (the reference).
 
 Generated tiny models (random weights, real FunASR classes): the text is
-meaningless, the mechanics are the real ones (DESIGN §5).
+meaningless, the mechanics are the real ones (docs/design.md §5).
 """
 
 from __future__ import annotations
