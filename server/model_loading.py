@@ -152,7 +152,6 @@ def load_funasr_model(
     """Build a `funasr.AutoModel` for one role ("online", "offline" or "punctuation")."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-    funasr_adapter.check_funasr()
     target = locate_model(name_or_dir, role=role, hub=hub)
     kwargs: dict[str, Any] = dict(
         model=target, device=pick_device(device), hub=hub, disable_update=True,
@@ -166,6 +165,7 @@ def load_funasr_model(
     # FunASR prints its banner and download failures to stdout; keep them in the log.
     with funasr_adapter.captured_stdout() as out:
         try:
+            funasr_adapter.check_funasr()  # importing FunASR prints notices too
             model = funasr_adapter.auto_model(**kwargs)
         except (OSError, RuntimeError, AssertionError, KeyError, AttributeError) as exc:
             if Path(target).is_dir():

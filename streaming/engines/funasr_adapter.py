@@ -44,8 +44,9 @@ _REQUIRED = (
 _MODEL_KWARGS = {"online": ("frontend", "tokenizer"), "offline": (), "punctuation": ()}
 
 
-class FunASRMismatch(RuntimeError):
-    """The installed FunASR lacks something captiond relies on."""
+class FunASRMismatch(Exception):
+    """The installed FunASR lacks something captiond relies on (raised at load;
+    not a RuntimeError, so the loader never mistakes it for a failed download)."""
 
 
 def _mismatch(what: str) -> FunASRMismatch:
@@ -144,7 +145,7 @@ def tokenizer(model: Any) -> Any:
 
 
 def ids_to_tokens(tok: Any, ids: Sequence[int]) -> tuple[str, ...]:
-    return tuple(tok.ids2tokens(list(ids))) if len(ids) else ()
+    return tuple(tok.ids2tokens(ids)) if len(ids) else ()
 
 
 def render_tokens(tokens: Sequence[str]) -> str:
