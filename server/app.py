@@ -1,6 +1,6 @@
 """The captiond server: WebSocket + HTTP on one port, and its lifecycle.
 
-Shape after uvicorn's server (STYLE §4): start → serve → drain on SIGTERM →
+Shape after uvicorn's server (docs/design.md §8): start → serve → drain on SIGTERM →
 stop. Shared state lives in one `CaptionServer` object.
 """
 
@@ -88,7 +88,7 @@ class CaptionServer:
                                        self.config.idle_timeout_s, self.rooms.publish,
                                        self._refusal)
         self.connections.add(connection)
-        try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
+        try:  # counted inside try/finally so a failed handshake never leaks (docs/design.md §8)
             await connection.run()
         finally:
             self.connections.discard(connection)

@@ -1,4 +1,4 @@
-"""The core's one exception tree for bad client input (STYLE §5).
+"""The core's one exception tree for bad client input (docs/design.md §8).
 
 Each error knows the machine code and WebSocket close code it maps to, so the
 session can turn it into an `Error` event without a lookup table elsewhere.

@@ -1,4 +1,4 @@
-"""Events the core emits, as frozen dataclasses (STYLE §2).
+"""Events the core emits, as frozen dataclasses (docs/design.md §2).
 
 The server turns each one into exactly one wire message (docs/design.md §4) in
 `server/protocol.py`; nothing else serialises them.
