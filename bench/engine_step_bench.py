@@ -1,4 +1,4 @@
-"""Per-chunk cost of the Paraformer online pass by batch size (DESIGN §6).
+"""Per-chunk cost of the Paraformer online pass by batch size (docs/design.md §6).
 
 For each batch size B, B streams of real speech (tests/data/multi.wav, each
 from a different offset) are warmed up until every one has its full encoder
@@ -32,7 +32,7 @@ import numpy as np
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, StreamOptions
+from streaming.engine import ChunkRequest, StreamOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK_S = 0.6
@@ -150,13 +150,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
 
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
     buckets = None if args.buckets is None else args.buckets == "on"
-    engine = load_paraformer(
-        str(args.model_dir / "paraformer-streaming"), device=args.device, dtype=args.dtype,
-        quantize=args.quantize, bucket_batches=buckets,
-    )
+    engine = load_paraformer(ParaformerOptions(
+        str(args.model_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
+        dtype=args.dtype, quantize=args.quantize, bucket_batches=buckets,
+    ), device=args.device)
     audio = load_audio()
     padded = "buckets" if engine.runner.bucket_batches else ""
     config = "batched" + "".join(f"-{o}" for o in (args.quantize, args.dtype, padded) if o)

@@ -1,4 +1,4 @@
-"""Online feature extraction per stream-chunk: FunASR per stream vs batched (DESIGN §6).
+"""Online feature extraction per stream-chunk: FunASR per stream vs batched (docs/design.md §6).
 
 For each batch size B, B streams of real speech (tests/data/multi.wav, each
 from a different offset) are warmed up for two 600 ms strides, then `--ticks`
@@ -108,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model_dir
         if model_dir is None:
-            from streaming.engines.test_models import make_test_models
+            from server.model_generator import make_test_models
 
             make_test_models(Path(tmp), size="tiny", seed=0)
             model_dir = Path(tmp) / "paraformer-streaming"

@@ -232,7 +232,7 @@ class FrameClock:
                 frame = self.frames[(stream.offset + index) % len(self.frames)]
                 if self._write(stream, frame, binary=True):
                     still.append(stream)
-            else:  # DESIGN §4: is_speaking=false ends the stream; is_final answers it
+            else:  # docs/design.md §4: is_speaking=false ends the stream; is_final answers it
                 stream.end_sent = now
                 self._write(stream, '{"is_speaking": false}', binary=False)
         self._active = still

@@ -1,7 +1,7 @@
 """A stand-in server that costs almost nothing, to measure the load generator.
 
 `python -m bench.load --configs sink` runs the clients against this instead
-of captiond: it speaks just enough of the protocol (DESIGN §4) for the
+of captiond: it speaks just enough of the protocol (docs/design.md §4) for the
 clients' timing, answering every 600 ms of audio with a partial whose `end`
 is the audio received so far and `is_speaking:false` with `is_final:true`.
 What the clients then report (their CPU per stream, how late their frame

@@ -145,9 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="whisper model (default tiny.en)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "quality.json")
     args = parser.parse_args(argv)
-    from streaming.engines.whisper import WhisperEngine
+    from server.config import WhisperOptions
+    from server.engines import load_whisper
 
-    ceiling_model = WhisperEngine.from_model(args.model, device="auto").model
+    ceiling_model = load_whisper(WhisperOptions(model=args.model), device="auto").model
     server_args = ["--engine", "whisper", "--no-calibrate"]
     if args.model:
         server_args += ["--model", args.model]

@@ -4,7 +4,7 @@ The terminal views (`captiond mic`, `captiond watch`) keep one `CaptionBoard`;
 `web_demo/captions.js` is its browser twin and follows the same rules:
 
 - a live partial belongs to one utterance of one speaker, keyed by
-  (`speaker` or `wav_name`, `segment`); its final replaces it (DESIGN §4);
+  (`speaker` or `wav_name`, `segment`); its final replaces it (docs/design.md §4);
 - finals are kept in order and deduplicated by (speaker, segment, start, text),
   so a viewer that reconnects and gets the room's history replayed shows each
   final once.

@@ -1,4 +1,4 @@
-"""An async client for the captiond / FunASR-runtime WebSocket protocol (DESIGN §4).
+"""An async client for the captiond / FunASR-runtime WebSocket protocol (docs/design.md §4).
 
     async with CaptionClient.connect("ws://127.0.0.1:10095") as client:
         await client.start(mode="2pass", audio_fs=16000)
@@ -66,7 +66,7 @@ class Transcript:
 
 
 def is_utterance_final(message: dict[str, Any]) -> bool:
-    """DESIGN §4: finals are recognised by mode, or by `final: true` in online mode."""
+    """docs/design.md §4: finals are recognised by mode, or by `final: true` in online mode."""
     if message.get("mode") in ("offline", "2pass-offline"):
         return bool(message.get("text")) or "segment" in message
     return message.get("mode") == "online" and bool(message.get("final"))
@@ -150,7 +150,7 @@ class CaptionClient:
         try:
             async for data in audio:
                 await self.send_audio(data)
-            await self.end()  # DESIGN §4: flush the last segment, then is_final
+            await self.end()  # docs/design.md §4: flush the last segment, then is_final
         except ConnectionClosed:
             pass  # the receiving side reports why
 

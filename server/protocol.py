@@ -1,4 +1,4 @@
-"""Events to wire messages (DESIGN §4) — the one place that serialises them.
+"""Events to wire messages (docs/design.md §4) — the one place that serialises them.
 
 Field names and meanings follow the FunASR runtime so its clients work
 unchanged; `segment`, `start`, `end`, `stable`, `unstable`, `final`,
@@ -27,11 +27,8 @@ def to_message(event: Event, extra: dict[str, Any] | None = None) -> dict[str, A
     return message
 
 
-def encode(event: Event, extra: dict[str, Any] | None = None) -> str:
-    return dumps(to_message(event, extra))
-
-
 def dumps(message: dict[str, Any]) -> str:
+    """The JSON text frame of a message; callers encode each message once."""
     return json.dumps(message, ensure_ascii=False)
 
 
@@ -40,7 +37,7 @@ def _partial(event: Partial) -> dict[str, Any]:
         "mode": event.mode,
         "wav_name": event.wav_name,
         "text": event.text,
-        # DESIGN §4: is_final is true only on the stream's last message.
+        # docs/design.md §4: is_final is true only on the stream's last message.
         "is_final": event.end_of_stream,
         "segment": event.segment,
         "start": event.start_ms,

@@ -1,4 +1,4 @@
-"""Rooms: fan-out of speakers' captions to read-only viewers (DESIGN §4).
+"""Rooms: fan-out of speakers' captions to read-only viewers (docs/design.md §4).
 
 A speaker joins by naming a `room` in its config; viewers connect to
 `/rooms/<room>`. Each viewer gets the room's recent finals on join (marked
@@ -10,7 +10,6 @@ one that falls too far behind is closed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections import deque
 from dataclasses import dataclass, field
@@ -19,11 +18,13 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from server import protocol
+from streaming.errors import POLICY_VIOLATION
+
 log = logging.getLogger("captiond.rooms")
 
 HISTORY_FINALS = 50
 VIEWER_QUEUE = 1000  # messages; ~10 min of partials for one speaker
-POLICY_VIOLATION = 1008
 
 
 @dataclass
@@ -42,12 +43,12 @@ class RoomRegistry:
             self._rooms[name] = Room(name)
         return self._rooms[name]
 
-    def publish(self, name: str, message: dict[str, Any], utterance_final: bool) -> None:
-        """Fan a speaker's message out to the room's viewers; keep finals."""
+    def publish(self, name: str, message: dict[str, Any], text: str, utterance_final: bool) -> None:
+        """Fan a speaker's message (already encoded as `text`) out to the room's
+        viewers; keep finals for viewers who join later."""
         room = self._room(name)
         if utterance_final:
             room.history.append(message)
-        text = json.dumps(message, ensure_ascii=False)
         for queue in list(room.viewers):
             try:
                 queue.put_nowait(text)
@@ -61,7 +62,7 @@ class RoomRegistry:
         # +1 leaves room for the close marker when the queue is full
         queue: asyncio.Queue[str | None] = asyncio.Queue(VIEWER_QUEUE + 1)
         for message in room.history:
-            queue.put_nowait(json.dumps({**message, "history": True}, ensure_ascii=False))
+            queue.put_nowait(protocol.dumps({**message, "history": True}))
         room.viewers.add(queue)
         tasks = {asyncio.create_task(_write(queue, websocket)),
                  asyncio.create_task(_ignore_input(websocket))}

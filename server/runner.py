@@ -1,4 +1,4 @@
-"""The one task that drives batched inference (DESIGN §6).
+"""The one task that drives batched inference (docs/design.md §6).
 
 It asks the pure `BatchScheduler` what is due, runs that batch on the engine
 in a dedicated thread (the event loop never blocks on the model), hands each
@@ -21,7 +21,7 @@ import numpy as np
 
 from server.engine_thread import EngineThread, final_lane_threads
 from streaming.admission import AdmissionController
-from streaming.engines.base import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
+from streaming.engine import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
 from streaming.scheduler import BatchPolicy, BatchScheduler
 from streaming.session import CaptionSession, Job
 
@@ -77,7 +77,7 @@ class InferenceRunner:
 
     def detach(self, session: CaptionSession) -> None:
         # Its queued jobs still run: a disconnected speaker's last utterance is
-        # finalised all the same (DESIGN §8).
+        # finalised all the same (docs/design.md §8).
         self._listeners.pop(session, None)
 
     def notify(self, session: CaptionSession, now: float | None = None) -> None:

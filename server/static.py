@@ -1,5 +1,5 @@
 """The web pages (web_demo/) served on the captiond port itself — no separate
-web server and no build step (DESIGN §3)."""
+web server and no build step (docs/design.md §3)."""
 
 from __future__ import annotations
 

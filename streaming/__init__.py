@@ -1,5 +1,5 @@
 """captiond's sans-I/O core: fed bytes and a clock value, returns caption events.
 
 Nothing in this package imports asyncio, websockets, threading or sockets
-(DESIGN §2). The server drives it; tests drive it with a fake clock.
+(docs/design.md §2). The server drives it; tests drive it with a fake clock.
 """

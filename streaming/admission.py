@@ -1,5 +1,5 @@
 """Admission control: refuse a new live stream (1013) rather than let every
-stream fall behind real time (DESIGN §8). Pure and clock-free.
+stream fall behind real time (docs/design.md §8). Pure and clock-free.
 
 Capacity model. A live stream sends one chunk of `d` seconds of audio every
 `d` seconds. The runner measures every online batch: `b` chunks took `t`

@@ -11,7 +11,7 @@ import io
 import numpy as np
 import soxr
 
-from streaming.engines.base import SAMPLE_RATE
+from streaming.engine import SAMPLE_RATE
 from streaming.errors import InvalidAudio, UnsupportedFormat
 
 PCM16_SCALE = 32768.0

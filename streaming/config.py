@@ -1,4 +1,4 @@
-"""A client's stream config (DESIGN §4 step 1), parsed and validated.
+"""A client's stream config (docs/design.md §4 step 1), parsed and validated.
 
 FunASR clients send a JSON object first; we accept exactly its fields, plus the
 additive `room`, `token`, `speaker`, `lang`. Unknown keys are ignored so newer
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from streaming.engines.base import StreamOptions
+from streaming.engine import StreamOptions
 from streaming.errors import InvalidConfig, InvalidJSON
 
 MODES = ("online", "offline", "2pass")

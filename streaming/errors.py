@@ -1,4 +1,4 @@
-"""The core's one exception tree for bad client input (STYLE §5).
+"""The core's one exception tree for bad client input (docs/design.md §8).
 
 Each error knows the machine code and WebSocket close code it maps to, so the
 session can turn it into an `Error` event without a lookup table elsewhere.
@@ -7,7 +7,9 @@ The core never lets these escape to the server: it emits `Error` events.
 
 from __future__ import annotations
 
-# DESIGN §4 close codes
+# WebSocket close codes (docs/design.md §4). Defined here only: the server,
+# the rooms and the clients import them from this module.
+GOING_AWAY = 1001
 UNSUPPORTED_DATA = 1003
 INVALID_PAYLOAD = 1007
 POLICY_VIOLATION = 1008

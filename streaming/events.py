@@ -1,6 +1,6 @@
-"""Events the core emits, as frozen dataclasses (STYLE §2).
+"""Events the core emits, as frozen dataclasses (docs/design.md §2).
 
-The server turns each one into exactly one wire message (DESIGN §4) in
+The server turns each one into exactly one wire message (docs/design.md §4) in
 `server/protocol.py`; nothing else serialises them.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from streaming.engines.base import SentenceStamp
+from streaming.engine import SentenceStamp
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Final:
 
 @dataclass(frozen=True)
 class StreamEnd:
-    """Closes a stream that ended with no utterance open (DESIGN §4: empty text)."""
+    """Closes a stream that ended with no utterance open (docs/design.md §4: empty text)."""
 
     mode: str
     wav_name: str
@@ -61,7 +61,7 @@ class Error:
 
     code: str  # machine-readable, e.g. "invalid_config"
     message: str  # human-readable, safe to show a user
-    close_code: int  # DESIGN §4: 1003, 1007, 1008, 1009, 1011, 1013
+    close_code: int  # docs/design.md §4: 1003, 1007, 1008, 1009, 1011, 1013
 
 
 Event = Partial | Final | StreamEnd | Error

@@ -1,4 +1,4 @@
-"""Batching policy across sessions (DESIGN §6), pure and clock-free.
+"""Batching policy across sessions (docs/design.md §6), pure and clock-free.
 
 Sessions with a job ready are *offered* to the scheduler, at most once each
 (a session's jobs run one at a time, in order). Jobs of one kind ("online"

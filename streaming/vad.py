@@ -14,7 +14,7 @@ import numpy as np
 import webrtcvad
 
 from streaming.audio import float_to_pcm16
-from streaming.engines.base import SAMPLE_RATE
+from streaming.engine import SAMPLE_RATE
 
 FRAME_MS = 30  # webrtcvad takes 10, 20 or 30 ms frames; 30 is the most robust
 FRAME_SAMPLES = SAMPLE_RATE * FRAME_MS // 1000

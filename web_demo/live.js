@@ -1,6 +1,6 @@
 // The live page (/): browser microphone → captiond → captions on the page.
 // Audio path: getUserMedia → AudioWorklet (16 kHz PCM16, ~100 ms frames) →
-// WebSocket binary frames, after the FunASR JSON config (DESIGN §4).
+// WebSocket binary frames, after the FunASR JSON config (docs/design.md §4).
 
 import {CaptionBoard, Settings, captionElement, frameThrottled, serverUrl} from "/static/captions.js";
 
@@ -69,7 +69,7 @@ class LiveSession {
       numberOfInputs: 1, numberOfOutputs: 0,
       processorOptions: {targetRate: 16000, frameMs: 100},
     });
-    this.socket.send(JSON.stringify(this.config)); // DESIGN §4: the config, then audio
+    this.socket.send(JSON.stringify(this.config)); // docs/design.md §4: the config, then audio
     this.worklet.port.onmessage = (event) => this.onWorkletMessage(event.data);
     this.source.connect(this.worklet);
   }
@@ -104,7 +104,7 @@ class LiveSession {
       return;
     }
     this.onMessage(message);
-    if (message.is_final) this.finish(null); // DESIGN §4: last message of the stream
+    if (message.is_final) this.finish(null); // docs/design.md §4: last message of the stream
   }
 
   onClose(event) {

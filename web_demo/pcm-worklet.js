@@ -1,6 +1,6 @@
 // AudioWorklet: microphone audio → 16 kHz mono PCM16 frames of ~100 ms.
 // Everything happens on the audio thread, so the page's main thread only
-// forwards finished ArrayBuffers to the WebSocket (DESIGN §4: binary frames of
+// forwards finished ArrayBuffers to the WebSocket (docs/design.md §4: binary frames of
 // PCM16 little-endian at audio_fs; the server re-chunks, so frame size is ours).
 //
 // Downsampling: each output sample is the mean of the input samples in its

@@ -1,1 +1,1 @@
-"""Recognition engines behind one small, batch-shaped interface (DESIGN §5)."""
+"""Recognition engines behind one small, batch-shaped interface (docs/design.md §5)."""

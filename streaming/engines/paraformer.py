@@ -1,4 +1,4 @@
-"""The default engine: FunASR streaming Paraformer + SeACo final pass (DESIGN §5).
+"""The default engine: FunASR streaming Paraformer + SeACo final pass (docs/design.md §5).
 
 Online pass: per stream, the state holds what FunASR's `ParaformerStreaming`
 cache holds (encoder look-back K/V, CIF integrate/hidden, decoder FSMN and
@@ -6,27 +6,27 @@ cross-attention memories, frontend look-back, overlap frames, positional
 offset, unconsumed samples): the tensors in a device-side slot pool, the rest
 on a small handle (paraformer_pool). `step` runs every stream of a call
 through one forward per round, with FunASR's own modules (paraformer_batch,
-DESIGN §6); a stream's tokens equal FunASR's reference
+docs/design.md §6); a stream's tokens equal FunASR's reference
 `ParaformerStreaming.inference` however its audio is split and whatever else
 is in the batch, padded to a bucket size or not.
 
 Final pass: the offline model on the whole utterance (SeACo hotwords forwarded
-natively), then punctuation → ITN → hotword correction.
+natively), then the shared finishing step (`postprocess/finishing.py`):
+punctuation (the CT-Transformer model) → ITN → hotword correction. FunASR
+objects are reached only through `funasr_adapter`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
-from streaming.engines.base import (
+from streaming.engine import (
+    SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,
     FinalRequest,
@@ -34,14 +34,15 @@ from streaming.engines.base import (
     SentenceStamp,
     StreamOptions,
 )
+from streaming.engines import funasr_adapter
 from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamingParaformer
 from streaming.engines.paraformer_features import BatchedOnlineFrontend
 from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
 from streaming.engines.paraformer_pool import StreamHandle
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
-from streaming.postprocess.hotwords import HotwordCorrector
-from streaming.postprocess.itn import InverseNormalizer
-from streaming.postprocess.punctuation import Punctuator, Segment, join_words
+from streaming.engines.punctuation_model import Punctuator
+from streaming.postprocess.finishing import FinalFinisher
+from streaming.postprocess.punctuation import Segment, join_words
 
 # Settings of FunASR's streaming demo (and its runtime server).
 ENCODER_CHUNK_LOOK_BACK = 4
@@ -83,24 +84,28 @@ class ParaformerStreamingEngine:
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
         bucket_batches: bool | None = None, frontend: str = "batched",
     ) -> None:
+        funasr_adapter.check_funasr()
+        for model, role in ((online, "online"), (offline, "offline"), (punc, "punctuation")):
+            if model is not None:
+                funasr_adapter.check_model(model, role)
         self.online = online
         self.offline = offline
         if offline is not None:
-            _timestamps_per_utterance(offline.model)
+            funasr_adapter.timestamps_per_utterance(offline)
         self.punctuator = Punctuator(punc) if punc is not None else None
         self.device = device
-        self.itn = InverseNormalizer()
+        self.finisher = FinalFinisher()
         if quantize is not None:
             quantize_linear(online, offline, mode=quantize, device=device)
-        self.model = online.model  # the ParaformerStreaming nn.Module
+        self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)
-        self.tokenizer = online.kwargs["tokenizer"]
+        self.tokenizer = funasr_adapter.tokenizer(online)
         frontends = {"batched": BatchedOnlineFrontend, "funasr": FunasrOnlineFrontend}
         if frontend not in frontends:
             raise ValueError(f"frontend must be one of {sorted(frontends)}, not {frontend!r}")
-        features = frontends[frontend](online.kwargs["frontend"], device, torch_dtype)
+        features = frontends[frontend](funasr_adapter.frontend(online), device, torch_dtype)
         if bucket_batches is None:
             bucket_batches = str(device).startswith("cuda")
         self.runner = BatchedStreamingParaformer(
@@ -129,14 +134,12 @@ class ParaformerStreamingEngine:
         for req, row_ids in zip(batch, ids):
             # FunASR re-initialises after the final chunk; a new utterance starts.
             state = self.new_stream(req.state.options) if req.is_last else req.state
-            tokens = tuple(self.tokenizer.ids2tokens(row_ids)) if row_ids else ()
+            tokens = funasr_adapter.ids_to_tokens(self.tokenizer, row_ids)
             results.append(ChunkResult(state=state, committed=tokens))
         return results
 
     def render(self, tokens: Sequence[str]) -> str:
-        from funasr.utils.postprocess_utils import sentence_postprocess
-
-        return sentence_postprocess(list(tokens))[0] if tokens else ""
+        return funasr_adapter.render_tokens(tokens)
 
     # -- final pass --------------------------------------------------------
 
@@ -159,21 +162,12 @@ class ParaformerStreamingEngine:
             if len(req.samples) >= SAMPLES_PER_UNIT:
                 groups.setdefault(_hotword_string(req.options.hotwords), []).append(i)
         for hotword, indices in groups.items():
-            outs = self._offline_batch([batch[i].samples for i in indices], hotword)
+            outs = funasr_adapter.recognise_batch(
+                self.offline, [batch[i].samples for i in indices], hotword)
             for i, res in zip(indices, outs):
                 stamps = [list(t) for t in res.get("timestamp", []) or []]
                 results[i] = (str(res.get("text", "")), stamps)
         return results
-
-    def _offline_batch(self, audio: list[np.ndarray], hotword: str | None) -> list[dict]:
-        cfg: dict[str, Any] = {"batch_size": len(audio)}
-        if hotword is not None:
-            cfg["hotword"] = hotword
-        with contextlib.redirect_stdout(io.StringIO()):
-            out = self.offline.generate(
-                input=[np.asarray(a, dtype=np.float32) for a in audio], **cfg)
-        # FunASR returns no result at all for a batch in which nothing fired a token.
-        return out if len(out) == len(audio) else [{} for _ in audio]
 
     def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]]) -> FinalResult:
         words = text.split()
@@ -186,64 +180,15 @@ class ParaformerStreamingEngine:
             segments = [Segment(join_words(words), "", 0, len(words) - 1)]
         if len(stamps) != len(words):
             stamps = []  # no per-word alignment: sentences get no token spans
-        sentences = [self._sentence(seg, stamps, req) for seg in segments]
-        return FinalResult(
-            text=_join_sentences([s.text + s.punc for s in sentences]),
-            token_spans_ms=tuple((int(a), int(b)) for a, b in stamps),
-            sentences=tuple(sentences),
-        )
-
-    def _sentence(self, seg: Segment, stamps: list[list[int]], req: FinalRequest) -> SentenceStamp:
-        text = seg.text
-        if req.options.itn:
-            text = self.itn.normalize(text)
-        text = HotwordCorrector(req.options.hotwords).correct(text)
-        spans = tuple((int(a), int(b)) for a, b in stamps[seg.first : seg.last + 1])
-        duration_ms = int(len(req.samples) * 1000 / 16000)
-        start, end = (spans[0][0], spans[-1][1]) if spans else (0, duration_ms)
-        return SentenceStamp(text=text, punc=seg.punc, start_ms=start, end_ms=end,
-                             token_spans_ms=spans)
+        sentences = [_sentence(seg, stamps, len(req.samples)) for seg in segments]
+        spans = [(int(a), int(b)) for a, b in stamps]
+        return self.finisher.finish(sentences, spans, req.options)
 
 
-def _timestamps_per_utterance(model: Any) -> None:
-    """Make the offline model run its timestamp head one utterance at a time.
-
-    SeACo's timestamp head (CifPredictorV3, `cnn_blstm` upsampling) feeds a
-    batch's padding through its BLSTM (FunASR masks the alphas, not the LSTM
-    input), which moved the last token's stamp of a shorter utterance by a
-    frame in a batched final. The head is a conv and a small BLSTM, tiny next to
-    the encoder and decoder, so per utterance it costs little and batched
-    finals equal single ones.
-    """
-    batched = getattr(model, "calc_predictor_timestamp", None)
-    if batched is None:
-        return
-
-    def per_utterance(encoder_out, encoder_out_lens, token_num):
-        if encoder_out.shape[0] == 1:
-            return batched(encoder_out, encoder_out_lens, token_num)
-        parts = [
-            batched(encoder_out[i : i + 1, :n], encoder_out_lens[i : i + 1], token_num[i : i + 1])
-            for i, n in enumerate(encoder_out_lens.tolist())
-        ]
-        return tuple(_pad_cat([p[k] for p in parts]) for k in range(len(parts[0])))
-
-    model.calc_predictor_timestamp = per_utterance
-
-
-def _pad_cat(rows: list[torch.Tensor]) -> torch.Tensor:
-    """Concatenate (1, L_i, ...) tensors on dim 0, zero-padding dim 1 to the longest."""
-    longest = max(r.shape[1] for r in rows)
-    out = rows[0].new_zeros((len(rows), longest, *rows[0].shape[2:]))
-    for i, r in enumerate(rows):
-        out[i, : r.shape[1]] = r[0]
-    return out
-
-
-def _join_sentences(pieces: Sequence[str]) -> str:
-    out = ""
-    for piece in pieces:
-        if out and piece and ord(piece[0]) < 128 and piece[0].isalnum():
-            out += " "
-        out += piece
-    return out
+def _sentence(seg: Segment, stamps: list[list[int]], samples: int) -> SentenceStamp:
+    """One punctuated segment with its times (before ITN and hotwords)."""
+    spans = tuple((int(a), int(b)) for a, b in stamps[seg.first : seg.last + 1])
+    duration_ms = int(samples * 1000 / SAMPLE_RATE)
+    start, end = (spans[0][0], spans[-1][1]) if spans else (0, duration_ms)
+    return SentenceStamp(text=seg.text, punc=seg.punc, start_ms=start, end_ms=end,
+                         token_spans_ms=spans)

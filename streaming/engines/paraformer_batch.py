@@ -1,4 +1,4 @@
-"""The online pass of streaming Paraformer, batched across streams (DESIGN §6).
+"""The online pass of streaming Paraformer, batched across streams (docs/design.md §6).
 
 Theory of operation. Every stream's audio is cut into strides exactly as
 FunASR's `ParaformerStreaming.inference` cuts it (whole strides now, the rest

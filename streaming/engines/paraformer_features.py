@@ -1,4 +1,4 @@
-"""FunASR's online fbank + LFR + CMVN frontend, batched across streams (DESIGN §6).
+"""FunASR's online fbank + LFR + CMVN frontend, batched across streams (docs/design.md §6).
 
 Theory of operation. `WavFrontendOnline` (funasr/frontends/wav_frontend.py)
 turns one stride of one stream into features in three steps, each with

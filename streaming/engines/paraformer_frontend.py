@@ -1,4 +1,4 @@
-"""Online fbank features for a round of streams, behind one call (DESIGN §6).
+"""Online fbank features for a round of streams, behind one call (docs/design.md §6).
 
 `FunasrOnlineFrontend` runs FunASR's own `WavFrontendOnline` stream by stream
 (through `extract_fbank`, exactly as `ParaformerStreaming.inference` does) and

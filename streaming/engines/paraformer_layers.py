@@ -1,4 +1,4 @@
-"""Batched chunk forwards of FunASR's streaming Paraformer layers (DESIGN §6).
+"""Batched chunk forwards of FunASR's streaming Paraformer layers (docs/design.md §6).
 
 FunASR's `forward_chunk` methods are written for one stream: caches are dicts
 whose tensors grow from nothing, the CIF predictor loops over samples in

@@ -7,6 +7,8 @@ from typing import Any
 
 import torch
 
+from streaming.engines import funasr_adapter
+
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 QUANTIZE_MODES = ("int8",)
 
@@ -39,5 +41,5 @@ def quantize_linear(*models: Any, mode: str, device: str) -> None:
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.filterwarnings("ignore", message=".*quantiz", category=UserWarning)
             torch.ao.quantization.quantize_dynamic(
-                model.model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True
+                funasr_adapter.network(model), {torch.nn.Linear}, dtype=torch.qint8, inplace=True
             )

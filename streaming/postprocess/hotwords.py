@@ -1,4 +1,4 @@
-"""Hotword correction on final text (DESIGN §2: final → punctuation → ITN → hotwords).
+"""Hotword correction on final text (docs/design.md §2: final → punctuation → ITN → hotwords).
 
 SeACo-Paraformer biases decoding towards hotwords natively; this pass
 complements it and serves engines without native biasing (whisper): spans of

@@ -1,4 +1,4 @@
-"""Inverse text normalisation for finals: Chinese numerals → digits (DESIGN §2).
+"""Inverse text normalisation for finals: Chinese numerals → digits (docs/design.md §2).
 
 Why cn2an rather than WeTextProcessing (what FunASR's runtime uses): cn2an is
 pure Python and installs from a wheel everywhere, while WeTextProcessing needs

@@ -1,18 +1,16 @@
-"""Punctuation restoration with a loaded CT-Transformer (FunASR `ct-punc`).
+"""Punctuation from per-word marks: joining words, cutting segments (no model).
 
-The model predicts one class per word (CJK character or English word, FunASR's
-`split_words`); `Punctuator` turns that into punctuated text and segments. A
-segment ends at every punctuation mark, like the FunASR runtime's
-`stamp_sents` (DESIGN §4), so each one carries exactly one `punc`.
+A punctuation model (`streaming/engines/punctuation_model.py`) predicts one
+mark per word (CJK character or English word); the pure functions here turn
+those marks into punctuated text and segments. A segment ends at every
+punctuation mark, like the FunASR runtime's `stamp_sents` (docs/design.md §4),
+so each one carries exactly one `punc`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 # CT-Transformer emits full-width marks; after an English word FunASR writes ASCII ones.
 _ASCII_PUNC = {"，": ",", "。": ".", "？": "?", "、": ",", "！": "!"}
@@ -50,7 +48,8 @@ def join_words(words: Sequence[str]) -> str:
     return out
 
 
-def _mark(punc_list: Sequence[str], punc_id: int, word: str) -> str:
+def mark_for(punc_list: Sequence[str], punc_id: int, word: str) -> str:
+    """The mark of class `punc_id` after `word` ("" for none); ASCII after English."""
     mark = punc_list[punc_id] if 0 <= punc_id < len(punc_list) else ""
     if mark in ("_", "<unk>"):
         return ""
@@ -82,30 +81,3 @@ def render_segments(segments: Sequence[Segment]) -> str:
             out += " "
         out += piece
     return out
-
-
-class Punctuator:
-    """Wraps a loaded CT-Transformer `funasr.AutoModel`."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def split_words(self, text: str) -> list[str]:
-        from funasr.models.ct_transformer.utils import split_words
-
-        return split_words(text, jieba_usr_dict=getattr(self.model.model, "jieba_usr_dict", None))
-
-    def punctuate(self, text: str) -> Punctuated:
-        words = self.split_words(text)
-        if not words:
-            return Punctuated("", (), ())
-        with contextlib.redirect_stdout(io.StringIO()):  # FunASR prints progress
-            result = self.model.generate(input=join_words(words))[0]
-        punc_array = result.get("punc_array")
-        punc_ids = [int(p) for p in punc_array] if punc_array is not None else []
-        if len(punc_ids) != len(words):
-            punc_ids = [1] * len(words)  # no usable prediction: one sentence
-        punc_list = list(self.model.model.punc_list)
-        marks = [_mark(punc_list, p, w) for p, w in zip(punc_ids, words)]
-        segments = segments_from_marks(words, marks)
-        return Punctuated(render_segments(segments), tuple(words), tuple(segments))

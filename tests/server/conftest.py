@@ -33,5 +33,5 @@ ENGINES = ["paraformer", "whisper"]
 
 @pytest.fixture(params=ENGINES)
 def engine(request):
-    """Every real engine, so each meets the same server contract (STYLE §7)."""
+    """Every real engine, so each meets the same server contract (docs/design.md §7)."""
     return request.getfixturevalue(f"{request.param}_engine")

@@ -1,5 +1,5 @@
 """Bad input over real sockets: a clear error, the right close code, and no harm
-to a concurrent good stream (DESIGN §4, §8)."""
+to a concurrent good stream (docs/design.md §4, §8)."""
 
 from __future__ import annotations
 

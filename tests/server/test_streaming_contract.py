@@ -1,6 +1,6 @@
 """The server contract every engine meets, end to end over real sockets.
 
-Parametrised over engines (STYLE §7): the generated tiny Paraformer models and
+Parametrised over engines (docs/design.md §7): the generated tiny Paraformer models and
 Whisper tiny.en. Audio is sent as fast as the socket takes it; pacing does not
 change results because the session re-chunks by samples, not by time.
 """

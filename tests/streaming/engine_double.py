@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from streaming.engines.base import (
+from streaming.engine import (
     SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,

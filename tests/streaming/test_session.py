@@ -33,7 +33,7 @@ def test_2pass_stream_gives_partials_then_one_final_per_utterance(multi):
                              if isinstance(e, Partial) and e.segment == final.segment]
         assert partial_positions and max(partial_positions) < events.index(final)
     assert all(p.mode == "2pass-online" for p in events if isinstance(p, Partial))
-    # DESIGN §4: is_final only on the very last message (multi.wav ends 0.5 s after
+    # docs/design.md §4: is_final only on the very last message (multi.wav ends 0.5 s after
     # the speech, before the 0.7 s endpoint, so the last final closes the stream).
     assert [e.end_of_stream for e in events] == [False] * (len(events) - 1) + [True]
     assert events[-1] is finals[-1]

@@ -1,4 +1,4 @@
-"""The web pages in real headless Chromium (DESIGN §7), served by a real server.
+"""The web pages in real headless Chromium (docs/design.md §7), served by a real server.
 
 The browser's microphone is a fixture WAV (`--use-file-for-fake-audio-capture`),
 the engine Whisper tiny.en, so what the pages show is real English. Set

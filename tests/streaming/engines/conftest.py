@@ -1,4 +1,4 @@
-"""Generated tiny FunASR models, made once per test session (DESIGN §5, §7)."""
+"""Generated tiny FunASR models, made once per test session (docs/design.md §5, §7)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soxr
 
-from streaming.engines.base import SAMPLE_RATE
+from streaming.engine import SAMPLE_RATE
 
 
 def synthesize_speech(text: str, out_dir: Path) -> np.ndarray:

@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from server.model_loading import ModelNotFoundError, load_funasr_model, pick_device
+from server.devices import pick_device
+from server.model_loading import ModelNotFoundError, load_funasr_model
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Batched `step`/`finalize` of the Paraformer engine against batch-size-1 runs (DESIGN §6).
+"""Batched `step`/`finalize` of the Paraformer engine against batch-size-1 runs (docs/design.md §6).
 
 Eight streams with different audio start at different ticks (so they sit at
 different positions with different look-back fill), use both chunk settings,
@@ -17,7 +17,7 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from tests.streaming.engines.test_paraformer_engine import reference_tokens
 
 STRIDE = 9600  # 600 ms at 16 kHz: chunk_size[1] = 10 units of 960 samples

@@ -11,7 +11,7 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 from tests.streaming.engines.test_paraformer_speed import edit_distance
 
@@ -19,12 +19,13 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def cuda_engine(models_dir, dtype=None):
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
-    return load_paraformer(
+    return load_paraformer(ParaformerOptions(
         str(models_dir / "paraformer-streaming"), str(models_dir / "paraformer-offline"),
-        str(models_dir / "ct-punc"), device="cuda", dtype=dtype,
-    )
+        str(models_dir / "ct-punc"), dtype=dtype,
+    ), device="cuda")
 
 
 @pytest.fixture(scope="module")

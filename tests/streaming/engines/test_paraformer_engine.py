@@ -1,7 +1,7 @@
 """ParaformerStreamingEngine against FunASR's own streaming inference (the reference).
 
 Generated tiny models (random weights, real FunASR classes): the text is
-meaningless, the mechanics are the real ones (DESIGN §5).
+meaningless, the mechanics are the real ones (docs/design.md §5).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 import numpy as np
 import pytest
 
-from streaming.engines.base import ChunkRequest, FinalRequest, StreamOptions
+from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 
 CHUNK_SIZES = [(5, 10, 5), (0, 10, 5)]
 

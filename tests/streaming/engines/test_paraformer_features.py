@@ -1,4 +1,4 @@
-"""BatchedOnlineFrontend against FunASR's per-stream `extract_fbank` (DESIGN §6).
+"""BatchedOnlineFrontend against FunASR's per-stream `extract_fbank` (docs/design.md §6).
 
 Several streams share every `extract` call, start at different rounds and are
 cut into 600 ms strides, odd pieces (shorter than a frame, longer than a

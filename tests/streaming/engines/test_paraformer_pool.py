@@ -1,4 +1,4 @@
-"""The Paraformer engine's device-side state pool (paraformer_pool, DESIGN §6).
+"""The Paraformer engine's device-side state pool (paraformer_pool, docs/design.md §6).
 
 32 sessions speak one or two utterances each: they start at different ticks, use
 both chunk settings and three ways of sending audio, and end each utterance
@@ -22,7 +22,7 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.base import ChunkRequest, StreamOptions
+from streaming.engine import ChunkRequest, StreamOptions
 from streaming.engines.paraformer import ParaformerStreamingEngine
 from streaming.engines.paraformer_pool import bucket_size
 

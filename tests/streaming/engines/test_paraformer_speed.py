@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streaming.engines.base import FinalRequest, StreamOptions
+from streaming.engine import FinalRequest, StreamOptions
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 
@@ -21,12 +21,13 @@ def edit_distance(a: list[str], b: list[str]) -> int:
 
 @pytest.fixture(scope="module")
 def int8_engine(test_models_dir):
+    from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
-    return load_paraformer(
+    return load_paraformer(ParaformerOptions(
         str(test_models_dir / "paraformer-streaming"), str(test_models_dir / "paraformer-offline"),
-        device="cpu", quantize="int8",
-    )
+        punc_model=None, quantize="int8",
+    ), device="cpu")
 
 
 def test_int8_quantises_linear_layers_of_both_models(int8_engine):

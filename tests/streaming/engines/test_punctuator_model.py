@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streaming.postprocess.punctuation import Punctuator
+from streaming.engines.punctuation_model import Punctuator
 
 
 def test_punctuator_on_generated_ct_transformer(test_models_dir):

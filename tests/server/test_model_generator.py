@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from server import model_generator as tm
 from server.model_loading import load_funasr_model
-from streaming.engines import test_models as tm
 
 
 def _digest(path: Path) -> str:

@@ -1,4 +1,7 @@
-"""Generated FunASR model directories with random weights (DESIGN §5, test models).
+"""A model generator: FunASR model directories with random weights (docs/design.md §5).
+
+Used by `captiond make-test-models`, the test suite and the benchmarks; it is
+no engine and no test, which is why it lives beside the loaders in `server/`.
 
 No model hub is reachable here, so the Paraformer path is exercised with models
 built from FunASR's own registered classes and saved in FunASR's model-dir
@@ -25,6 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+
+from streaming.engines import funasr_adapter
 
 ONLINE_DIR = "paraformer-streaming"
 OFFLINE_DIR = "paraformer-offline"
@@ -238,16 +243,13 @@ def punc_config(size: str) -> dict[str, Any]:
 
 def build_model(config: dict[str, Any], vocab_size: int) -> torch.nn.Module:
     """Instantiate the registered FunASR class the way AutoModel.build_model does."""
-    import funasr  # noqa: F401  (registers the model classes)
-    from funasr.register import tables
-
     kwargs = copy.deepcopy(config)
     kwargs["vocab_size"] = vocab_size
     if "frontend_conf" in config:
         fc = config["frontend_conf"]
         kwargs["input_size"] = fc["n_mels"] * fc["lfr_m"]
     model_conf = {**kwargs.get("model_conf", {}), **kwargs}
-    return tables.model_classes.get(config["model"])(**model_conf)
+    return funasr_adapter.build_registered(config["model"], **model_conf)
 
 
 def count_parameters(config: dict[str, Any], vocab_size: int) -> int:
@@ -261,13 +263,12 @@ def _bias_predictor(model: torch.nn.Module, seed: int) -> None:
     """Make CIF fire a few times per second (see TARGET_ALPHA) with random weights."""
     gen = torch.Generator().manual_seed(seed + 1)
     bias = math.log(TARGET_ALPHA / (1 - TARGET_ALPHA))
-    for name, module in model.predictor.named_modules():
-        if name.endswith("cif_output") and isinstance(module, torch.nn.Linear):
-            with torch.no_grad():
-                # Small weights keep alphas near the target while still varying with the audio.
-                w = torch.randn(module.weight.shape, generator=gen) * 0.02
-                module.weight.copy_(w / math.sqrt(module.weight.shape[1]) * 10)
-                module.bias.fill_(bias)
+    for module in funasr_adapter.cif_output_layers(model):
+        with torch.no_grad():
+            # Small weights keep alphas near the target while still varying with the audio.
+            w = torch.randn(module.weight.shape, generator=gen) * 0.02
+            module.weight.copy_(w / math.sqrt(module.weight.shape[1]) * 10)
+            module.bias.fill_(bias)
 
 
 def _bias_punctuation(model: torch.nn.Module) -> None:
@@ -277,9 +278,10 @@ def _bias_punctuation(model: torch.nn.Module) -> None:
     """
     # Logit offsets per _PUNC_LIST entry: <unk>, _, ，, 。, ？, 、
     bias = torch.tensor([-20.0, 2.0, 0.0, 0.5, -0.5, -1.5])
+    head = funasr_adapter.punctuation_head(model)
     with torch.no_grad():
-        model.decoder.weight.mul_(2.5)
-        model.decoder.bias.copy_(bias)
+        head.weight.mul_(2.5)
+        head.bias.copy_(bias)
 
 
 def _write_cmvn(path: Path, dim: int, seed: int) -> None:

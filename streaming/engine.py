@@ -1,6 +1,10 @@
 """The engine interface: the one seam between the caption core and a model.
 
-An engine is shaped for batches from the start (DESIGN §6): `step` takes the
+This module is the bottom of the dependency picture (docs/architecture.md):
+the core (`session`, `audio`, `vad`, `config`, `events`) and every engine
+import it, and it imports nothing of the project.
+
+An engine is shaped for batches from the start (docs/design.md §6): `step` takes the
 ready chunks of many streams and returns one result per chunk, in order, and
 `finalize` does the same for whole utterances. Per-stream model state (cached
 attention, CIF and FSMN memories, frontend look-back) is an opaque value the
@@ -23,7 +27,7 @@ SAMPLE_RATE = 16000
 class StreamOptions:
     """What a client's config asks of the engine for one stream."""
 
-    # DESIGN §4: [left, chunk, right] in 60 ms units; [5, 10, 5] = 600 ms chunks.
+    # docs/design.md §4: [left, chunk, right] in 60 ms units; [5, 10, 5] = 600 ms chunks.
     chunk_size: tuple[int, int, int] = (5, 10, 5)
     hotwords: Mapping[str, int] = field(default_factory=dict)
     itn: bool = True

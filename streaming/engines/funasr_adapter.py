@@ -1,0 +1,261 @@
+"""Every FunASR attribute captiond touches, in one module (docs/design.md §5).
+
+FunASR's Python API is not a stable interface: its AutoModel keeps the
+frontend and tokenizer in a `kwargs` dict, CT-Transformer's word splitter lives
+in a model's `utils`, and the registry of model classes is a module global.
+The engines, the punctuation model, the model loader and the model generator
+reach those only through the functions here, so a FunASR upgrade is checked
+(and, if need be, fixed) in one place.
+
+`check_funasr()` runs once when a model is loaded and fails with a message
+naming the FunASR version the equivalence tests passed on. The batched online
+runner (`paraformer_batch.py`, `paraformer_layers.py`) still calls FunASR's
+layers directly; moving those accesses here is the next step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import io
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+# The version the token-equivalence tests (FunASR's own ParaformerStreaming.inference
+# as the reference) passed on; pyproject.toml pins the same range.
+TESTED_VERSION = "1.4.16"
+SUPPORTED_RANGE = ">=1.4.16,<1.5"
+
+# (module, attribute) pairs captiond imports from FunASR.
+_REQUIRED = (
+    ("funasr", "AutoModel"),
+    ("funasr.register", "tables"),
+    ("funasr.utils.postprocess_utils", "sentence_postprocess"),
+    ("funasr.models.ct_transformer.utils", "split_words"),
+    ("funasr.download.name_maps_from_hub", "name_maps_ms"),
+    ("funasr.download.name_maps_from_hub", "name_maps_hf"),
+    ("funasr.utils.load_utils", "extract_fbank"),
+)
+# What a loaded AutoModel must carry, per role.
+_MODEL_KWARGS = {"online": ("frontend", "tokenizer"), "offline": (), "punctuation": ()}
+
+
+class FunASRMismatch(Exception):
+    """The installed FunASR lacks something captiond relies on (raised at load;
+    not a RuntimeError, so the loader never mistakes it for a failed download)."""
+
+
+def _mismatch(what: str) -> FunASRMismatch:
+    return FunASRMismatch(
+        f"FunASR {installed_version()} does not provide {what}; captiond is tested with "
+        f"FunASR {TESTED_VERSION} (supported: funasr{SUPPORTED_RANGE}). "
+        f"Install it with `pip install 'funasr{SUPPORTED_RANGE}'`."
+    )
+
+
+def installed_version() -> str:
+    try:
+        return importlib.import_module("funasr").__version__
+    except (ImportError, AttributeError):
+        return "(not installed)"
+
+
+@functools.cache
+def check_funasr() -> None:
+    """Fail early, naming the expected version, if an import captiond needs is gone."""
+    for module, attribute in _REQUIRED:
+        try:
+            found = getattr(importlib.import_module(module), attribute, None)
+        except ImportError:
+            found = None
+        if found is None:
+            raise _mismatch(f"{module}.{attribute}")
+
+
+def check_model(model: Any, role: str) -> None:
+    """A loaded AutoModel has what the engine reads from it for this role."""
+    if getattr(model, "model", None) is None or not callable(getattr(model, "generate", None)):
+        raise _mismatch("AutoModel.model / AutoModel.generate")
+    kwargs = getattr(model, "kwargs", None)
+    if not isinstance(kwargs, dict):
+        raise _mismatch("AutoModel.kwargs")
+    for key in _MODEL_KWARGS.get(role, ()):
+        if kwargs.get(key) is None:
+            raise _mismatch(f"AutoModel.kwargs[{key!r}] for the {role} model")
+    if role == "punctuation" and getattr(model.model, "punc_list", None) is None:
+        raise _mismatch("CTTransformer.punc_list")
+
+
+# ---- loading -----------------------------------------------------------------------
+
+_STDOUT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def captured_stdout() -> Iterator[io.StringIO]:
+    """FunASR prints banners and download errors while it loads; keep them for the log.
+
+    Only model loading uses this (startup, before any lane runs), and the lock
+    keeps two loads from swapping each other's stdout. Inference needs no
+    capture: loaded with `disable_pbar`, FunASR's generate prints nothing.
+    """
+    out = io.StringIO()
+    with _STDOUT_LOCK, contextlib.redirect_stdout(out):
+        yield out
+
+
+def auto_model(**kwargs: Any) -> Any:
+    """`funasr.AutoModel(**kwargs)`, after the version check."""
+    check_funasr()
+    from funasr import AutoModel
+
+    return AutoModel(**kwargs)
+
+
+def model_path(model: Any, default: str) -> str:
+    """Where AutoModel found (or downloaded) the model's files."""
+    return str(model.kwargs.get("model_path", default))
+
+
+def hub_name_map(hub: str) -> dict[str, str]:
+    """FunASR's alias → hub id table (`paraformer-zh-streaming` → `iic/...`)."""
+    from funasr.download.name_maps_from_hub import name_maps_hf, name_maps_ms
+
+    return name_maps_hf if hub in ("hf", "huggingface") else name_maps_ms
+
+
+# ---- a loaded model's parts ----------------------------------------------------------
+
+
+def network(model: Any) -> Any:
+    """The torch `nn.Module` inside an AutoModel."""
+    return model.model
+
+
+def frontend(model: Any) -> Any:
+    return model.kwargs["frontend"]
+
+
+def tokenizer(model: Any) -> Any:
+    return model.kwargs["tokenizer"]
+
+
+def ids_to_tokens(tok: Any, ids: Sequence[int]) -> tuple[str, ...]:
+    return tuple(tok.ids2tokens(ids)) if len(ids) else ()
+
+
+def render_tokens(tokens: Sequence[str]) -> str:
+    """FunASR's own token → text rule (joins CJK, glues BPE pieces, spaces words)."""
+    from funasr.utils.postprocess_utils import sentence_postprocess
+
+    return sentence_postprocess(list(tokens))[0] if tokens else ""
+
+
+def generate(model: Any, inputs: Any, **cfg: Any) -> list[dict]:
+    """`AutoModel.generate`. Models are loaded with `disable_pbar=True`
+    (server/model_loading.py), so it writes nothing to stdout and needs no
+    process-wide redirect in the lane threads."""
+    return model.generate(input=inputs, **cfg)
+
+
+def recognise_batch(model: Any, audio: Sequence[np.ndarray], hotword: str | None) -> list[dict]:
+    """The offline model over a batch; one result dict per input, `{}` for none."""
+    cfg: dict[str, Any] = {"batch_size": len(audio)}
+    if hotword is not None:
+        cfg["hotword"] = hotword  # SeACo: one space-separated string
+    out = generate(model, [np.asarray(a, dtype=np.float32) for a in audio], **cfg)
+    # FunASR returns no result at all for a batch in which nothing fired a token.
+    return out if len(out) == len(audio) else [{} for _ in audio]
+
+
+# ---- punctuation (CT-Transformer) ----------------------------------------------------
+
+
+def split_words(model: Any, text: str) -> list[str]:
+    """CT-Transformer's word split (CJK characters, English words)."""
+    from funasr.models.ct_transformer.utils import split_words as funasr_split
+
+    return funasr_split(text, jieba_usr_dict=getattr(model.model, "jieba_usr_dict", None))
+
+
+def punctuation_ids(model: Any, text: str) -> list[int]:
+    """One punctuation class per word of `text` ([] when the model gives none)."""
+    result = generate(model, text)[0]
+    punc_array = result.get("punc_array")
+    return [int(p) for p in punc_array] if punc_array is not None else []
+
+
+def punctuation_marks(model: Any) -> list[str]:
+    return list(model.model.punc_list)
+
+
+# ---- the offline model's timestamp head ----------------------------------------------
+
+
+def timestamps_per_utterance(model: Any) -> None:
+    """Make the offline model run its timestamp head one utterance at a time.
+
+    SeACo's timestamp head (CifPredictorV3, `cnn_blstm` upsampling) feeds a
+    batch's padding through its BLSTM (FunASR masks the alphas, not the LSTM
+    input), which moved the last token's stamp of a shorter utterance by a
+    frame in a batched final. The head is a conv and a small BLSTM, tiny next to
+    the encoder and decoder, so per utterance it costs little and batched
+    finals equal single ones. FunASR offers no option for this, so the bound
+    method is replaced on this one loaded instance; models without the head
+    (no timestamps) are left as they are.
+    """
+    net = network(model)
+    batched = getattr(net, "calc_predictor_timestamp", None)
+    if batched is None:
+        return
+
+    def per_utterance(encoder_out, encoder_out_lens, token_num):
+        if encoder_out.shape[0] == 1:
+            return batched(encoder_out, encoder_out_lens, token_num)
+        parts = [
+            batched(encoder_out[i : i + 1, :n], encoder_out_lens[i : i + 1], token_num[i : i + 1])
+            for i, n in enumerate(encoder_out_lens.tolist())
+        ]
+        return tuple(_pad_cat([p[k] for p in parts]) for k in range(len(parts[0])))
+
+    net.calc_predictor_timestamp = per_utterance
+
+
+def _pad_cat(rows: list[Any]) -> Any:
+    """Concatenate (1, L_i, ...) tensors on dim 0, zero-padding dim 1 to the longest."""
+    longest = max(r.shape[1] for r in rows)
+    out = rows[0].new_zeros((len(rows), longest, *rows[0].shape[2:]))
+    for i, r in enumerate(rows):
+        out[i, : r.shape[1]] = r[0]
+    return out
+
+
+# ---- building models from a config (the model generator) -----------------------------
+
+
+def build_registered(class_name: str, **conf: Any) -> Any:
+    """Instantiate a registered FunASR model class the way AutoModel.build_model does."""
+    check_funasr()
+    import funasr  # noqa: F401  (registers the model classes)
+    from funasr.register import tables
+
+    return tables.model_classes.get(class_name)(**conf)
+
+
+def cif_output_layers(net: Any) -> Iterator[Any]:
+    """The CIF predictor's firing-weight layers of a Paraformer network."""
+    import torch
+
+    for name, module in net.predictor.named_modules():
+        if name.endswith("cif_output") and isinstance(module, torch.nn.Linear):
+            yield module
+
+
+def punctuation_head(net: Any) -> Any:
+    """CT-Transformer's output layer (one logit per punctuation class)."""
+    return net.decoder
+

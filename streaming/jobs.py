@@ -1,0 +1,88 @@
+"""Model jobs of a caption session, and the rule for which may start.
+
+A session turns its audio into *jobs*: online jobs (one engine stride of an
+open utterance, for partials) and final jobs (a whole utterance, for the
+corrected final). Jobs keep a reference to their `Utterance`, so a new
+stream may start on the connection while the previous one's jobs still run.
+
+Ordering rule, as a table in the style of h11's `_state.py`: a job may start
+only when no job of a kind in its `BLOCKED_BY` entry is running. Chunks of a
+stream go one at a time (each needs the previous chunk's model state); a
+final waits for everything before it, so an utterance's partials precede its
+final. A final may still run while the *next* utterance's chunks do, as in
+FunASR's 2pass server, so partials never wait behind a slow final.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming.config import StreamConfig
+from streaming.engine import ChunkRequest, FinalRequest
+
+
+class JobKind(str, enum.Enum):
+    """A job's kind; also the name of the runner lane and scheduler queue it uses."""
+
+    ONLINE = "online"
+    FINAL = "final"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# Which running kinds keep a job of each kind from starting.
+BLOCKED_BY: dict[JobKind, frozenset[JobKind]] = {
+    JobKind.ONLINE: frozenset({JobKind.ONLINE}),
+    JobKind.FINAL: frozenset({JobKind.ONLINE, JobKind.FINAL}),
+}
+
+
+def may_start(kind: JobKind, running: Collection[JobKind]) -> bool:
+    return not BLOCKED_BY[kind].intersection(running)
+
+
+@dataclass
+class Utterance:
+    """One utterance of one stream, as its jobs see it."""
+
+    config: StreamConfig
+    segment: int
+    start: int  # samples since stream start, pre-roll included
+    engine_state: Any = None
+    consumed: int = 0  # audio handed to the online pass so far (absolute sample)
+    committed: list[str] = field(default_factory=list)
+    tentative: tuple[str, ...] = ()
+    end: int | None = None
+    speech_end: int | None = None
+    end_of_stream: bool = False
+
+
+@dataclass
+class OnlineJob:
+    utterance: Utterance
+    request: ChunkRequest
+    end: int  # absolute sample the chunk reaches
+    ready_at: float
+    kind = JobKind.ONLINE
+
+
+@dataclass
+class FinalJob:
+    utterance: Utterance
+    request: FinalRequest
+    ready_at: float
+    kind = JobKind.FINAL
+
+
+@dataclass
+class EndMarker:
+    """Queued at end of stream with no open utterance: emits the closing message."""
+
+    config: StreamConfig
+
+
+Job = OnlineJob | FinalJob

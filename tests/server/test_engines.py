@@ -1,0 +1,48 @@
+"""Engine loading: one table, one device picker, options carried by the model config."""
+
+from __future__ import annotations
+
+import pytest
+
+from server.cli import _parser, config_from_args
+from server.config import ModelConfig, WhisperOptions
+from server.devices import pick_device
+from server.engines import LOADERS, build_engine
+
+
+def test_every_engine_the_cli_offers_has_a_loader():
+    args = _parser().parse_args(["serve", "--engine", "whisper"])
+    assert args.engine in LOADERS and set(LOADERS) == {"paraformer", "whisper"}
+
+
+def test_unknown_engine_is_refused_by_name():
+    with pytest.raises(ValueError, match="no-such-engine"):
+        build_engine(ModelConfig(engine="no-such-engine"))
+
+
+def test_whisper_options_come_from_the_command_line():
+    args = _parser().parse_args([
+        "serve", "--engine", "whisper", "--whisper-stride", "2", "--whisper-window", "20",
+        "--whisper-beam-size", "3", "--language", "de",
+    ])
+    models = config_from_args(args).models
+    assert models.whisper == WhisperOptions(stride_s=2.0, max_window_s=20.0, beam_size=3,
+                                            language="de")
+
+
+def test_paraformer_options_come_from_the_command_line():
+    args = _parser().parse_args(["serve", "--online-model", "/m/on", "--punc-model", "none",
+                                 "--quantize", "int8"])
+    options = config_from_args(args).models.paraformer
+    assert (options.online_model, options.punc_model, options.quantize) == ("/m/on", None, "int8")
+
+
+@pytest.mark.parametrize("backend", ["torch", "ctranslate2"])
+def test_device_picker_returns_an_explicit_choice_and_resolves_auto(backend):
+    assert pick_device("cpu", backend=backend) == "cpu"
+    assert pick_device("auto", backend=backend) in ("cuda", "mps", "cpu")
+
+
+def test_ctranslate2_is_never_given_mps():
+    pytest.importorskip("ctranslate2")
+    assert pick_device("auto", backend="ctranslate2") in ("cuda", "cpu")
