@@ -105,7 +105,8 @@ class ParaformerStreamingEngine:
         frontends = {"batched": BatchedOnlineFrontend, "funasr": FunasrOnlineFrontend}
         if frontend not in frontends:
             raise ValueError(f"frontend must be one of {sorted(frontends)}, not {frontend!r}")
-        features = frontends[frontend](funasr_adapter.frontend(online), device, torch_dtype)
+        self.frontend = funasr_adapter.frontend(online)  # FunASR's WavFrontendOnline
+        features = frontends[frontend](self.frontend, device, torch_dtype)
         if bucket_batches is None:
             bucket_batches = str(device).startswith("cuda")
         self.runner = BatchedStreamingParaformer(
