@@ -56,7 +56,8 @@ class CaptionServer:
         if self.config.calibrate:
             log.info("measuring capacity (--no-calibrate skips this)…")
             sizes = sorted({1, min(8, self.config.batching.max_batch_size)})
-            await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
+            measured = await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
+            self.runner.record_calibration(measured)
             log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
         self._server = await serve(
@@ -86,7 +87,7 @@ class CaptionServer:
         )
         connection = CaptionConnection(websocket, session, self.runner,
                                        self.config.idle_timeout_s, self.rooms.publish,
-                                       self._refusal)
+                                       self._admit)
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (STYLE §3)
             await connection.run()
@@ -102,9 +103,14 @@ class CaptionServer:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return None
 
-    def _refusal(self, session: CaptionSession) -> str | None:
+    async def _admit(self, session: CaptionSession) -> str | None:
         others = sum(c.session.live for c in self.connections if c.session is not session)
-        return self.admission.refusal(others, asyncio.get_running_loop().time())
+        return self.refusal(others)
+
+    def refusal(self, live_elsewhere: int) -> str | None:
+        """The one admission decision (DESIGN §8): why one more live stream,
+        beside `live_elsewhere` others, is refused; None admits it."""
+        return self.admission.refusal(live_elsewhere, asyncio.get_running_loop().time())
 
     def health(self) -> dict:
         stats = self.runner.stats

@@ -2,23 +2,25 @@
 
 All protocol decisions live in the session; this class only receives frames,
 wakes the batch runner, and sends what the session emits, closing the socket
-with the event's close code after an `Error` (DESIGN §4).
+with the event's close code after an `Error` (DESIGN §4). A `StreamStarted`
+event is handed to the server's one admission call before the next frame is
+read, so a refused stream never has audio accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
-from server.runner import InferenceRunner
 from streaming.errors import TRY_AGAIN_LATER
-from streaming.events import Error, Event, Final, Partial
+from streaming.events import Error, Event, Final, Partial, StreamStarted
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
@@ -27,22 +29,32 @@ GOING_AWAY = 1001
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 
 
+class Runner(Protocol):
+    """What a connection needs of the batch runner (local or in another process)."""
+
+    def attach(self, session: CaptionSession, on_events: Callable[[], None]) -> None: ...
+    def notify(self, session: CaptionSession) -> None: ...
+    def detach(self, session: CaptionSession) -> None: ...
+
+
 class CaptionConnection:
     def __init__(
         self,
         websocket: ServerConnection,
         session: CaptionSession,
-        runner: InferenceRunner,
+        runner: Runner,
         idle_timeout_s: float,
         publish: Callable[[str, dict[str, Any], bool], None] | None = None,
-        refusal: Callable[[CaptionSession], str | None] | None = None,
+        admit: Callable[[CaptionSession], Awaitable[str | None]] | None = None,
     ) -> None:
         self.websocket = websocket
         self.publish = publish  # rooms fan-out: (room, message, utterance_final)
-        self.refusal = refusal  # admission control: why a new live stream is refused
+        self.admit = admit  # the server's admission call: why a live stream is refused
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
+        self._pending: deque[Event] = deque()  # taken from the session, not yet sent
+        self._started: list[StreamStarted] = []  # awaiting the admission decision
         self._outbox = asyncio.Event()  # the session may have events to send
         self._progress = asyncio.Event()  # a batch finished for this session
         self._receiver: asyncio.Task | None = None
@@ -87,20 +99,30 @@ class CaptionConnection:
             except ConnectionClosed:
                 return
             if isinstance(message, str):
-                was_live = self.session.live
                 self.session.receive_text(message, self._now())
-                if self.session.live and not was_live:
-                    self._admit()
+                self._collect()
+                await self._decide_admission()
             else:
                 self.session.receive_audio(message, self._now())
             self.runner.notify(self.session)
             self._outbox.set()
 
-    def _admit(self) -> None:
-        reason = self.refusal(self.session) if self.refusal is not None else None
-        if reason is not None:
-            log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
-            self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
+    def _collect(self) -> None:
+        """Take the session's events: wire events to send, stream starts to decide."""
+        for event in self.session.events():
+            if isinstance(event, StreamStarted):
+                self._started.append(event)
+            else:
+                self._pending.append(event)
+
+    async def _decide_admission(self) -> None:
+        while self._started:
+            self._started.pop(0)
+            reason = await self.admit(self.session) if self.admit is not None else None
+            if reason is not None:
+                log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
+                self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
+                self._collect()
 
     async def _drain_session(self) -> None:
         self.session.receive_end(self._now())  # DESIGN §8: finalise open segments
@@ -119,12 +141,17 @@ class CaptionConnection:
         while True:
             await self._outbox.wait()
             self._outbox.clear()
-            for event in self.session.events():
+            self._collect()
+            while self._pending:
+                event = self._pending.popleft()
                 message = self._message(event)
                 if socket_open:
                     socket_open = await self._send(event, message)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
-                return
+                self._collect()  # what was emitted while the last ones were sent
+                if not self._pending:
+                    return
+                self._outbox.set()
 
     def _message(self, event: Event) -> dict[str, Any]:
         config = self.session.config

@@ -48,7 +48,7 @@ from streaming.errors import (
     Overloaded,
     TooBig,
 )
-from streaming.events import Error, Event, Final, Partial, StreamEnd
+from streaming.events import Error, Event, Final, Partial, StreamEnd, StreamStarted
 from streaming.history import AudioHistory
 from streaming.vad import (
     FRAME_SAMPLES,
@@ -231,6 +231,8 @@ class CaptionSession:
         stride = self.engine.chunk_samples(config.options)
         self._stream = _Stream(config, self.endpoint, stride)
         self.state = SessionState.STREAMING
+        if self.live:  # DESIGN §8: the server admits or refuses it before any audio
+            self._events.append(StreamStarted(config.mode, config.wav_name))
 
     def _on_audio(self, data: bytes, now: float) -> None:
         self.last_activity = now
