@@ -1,0 +1,116 @@
+"""`captiond serve --workers 2`: front-end processes on one port, one engine
+process; rooms and admission control work across workers (docs/workers.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+
+from clients.client import CaptionClient, ServerError
+from server.config import ServerConfig
+from server.frontend import WORKER_HEADER
+from server.workers import MultiWorkerServer, default_workers
+from streaming.admission import AdmissionPolicy
+from tests.conftest import wav_pcm16
+from tests.server.test_streaming_contract import send_frames
+from tests.streaming.engine_double import StrideCountingEngine
+
+
+@contextlib.asynccontextmanager
+async def workers_server(engine, **overrides):
+    config = ServerConfig(host="127.0.0.1", port=0, calibrate=False, workers=2, **overrides)
+    server = MultiWorkerServer(config, engine)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop()
+
+
+def ws_url(server: MultiWorkerServer, path: str = "/") -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def clients_on_two_workers(server, stack: contextlib.AsyncExitStack) -> list:
+    """Open connections until two landed on different workers (the kernel picks)."""
+    by_worker: dict[str, CaptionClient] = {}
+    for _ in range(64):
+        client = await stack.enter_async_context(CaptionClient.connect(ws_url(server)))
+        by_worker.setdefault(client.websocket.response.headers[WORKER_HEADER], client)
+        if len(by_worker) == 2:
+            return list(by_worker.values())
+    raise AssertionError("every connection landed on one worker")
+
+
+def health(server) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/health", timeout=5) as reply:
+        return json.loads(reply.read())
+
+
+async def wait_for(predicate, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not await asyncio.to_thread(predicate):
+            await asyncio.sleep(0.05)
+
+
+async def speak(client: CaptionClient, pcm: bytes, speaker: str) -> list[dict]:
+    await client.start(mode="2pass", room="meet", speaker=speaker, wav_name=speaker)
+    await send_frames(client, pcm, 3200)
+    await client.end()
+    return (await client.collect()).messages
+
+
+async def viewer_finals(server, room: str, count: int) -> list[dict]:
+    finals = []
+    async with connect(ws_url(server, f"/rooms/{room}")) as viewer:
+        while len(finals) < count:
+            message = json.loads(await asyncio.wait_for(viewer.recv(), 60))
+            if message["mode"] == "2pass-offline":
+                finals.append(message)
+    return finals
+
+
+async def test_two_clients_on_different_workers_share_a_room_and_are_served(paraformer_engine):
+    pcm, _ = wav_pcm16("utt01.wav")
+    async with workers_server(paraformer_engine) as server, contextlib.AsyncExitStack() as stack:
+        ada, grace = await clients_on_two_workers(server, stack)
+        viewer = asyncio.create_task(viewer_finals(server, "meet", count=2))
+        await wait_for(lambda: health(server)["viewers"] == 1)
+        said = await asyncio.gather(speak(ada, pcm, "Ada"), speak(grace, pcm, "Grace"))
+        seen = await viewer
+        figures = health(server)
+    for messages in said:  # both admitted, both served: partials, a final, the last flag
+        assert any(m["mode"] == "2pass-online" for m in messages)
+        finals = [m for m in messages if m["mode"] == "2pass-offline"]
+        assert finals and all(m["text"] for m in finals)
+        assert messages[-1]["is_final"] is True
+        assert [m["is_final"] for m in messages].count(True) == 1
+    assert {m["speaker"] for m in seen} == {"Ada", "Grace"}
+    # The same utterance through the same engine: one batch or two, the same text.
+    assert len({m["text"] for m in seen}) == 1
+    assert figures["workers"] == 2 and figures["online_chunks"] > 0
+
+
+async def test_admission_counts_live_streams_of_every_worker():
+    engine = StrideCountingEngine()
+    async with workers_server(engine, admission=AdmissionPolicy(max_streams=1)) as server, \
+            contextlib.AsyncExitStack() as stack:
+        first, second = await clients_on_two_workers(server, stack)
+        await first.start(mode="2pass")
+        await wait_for(lambda: health(server)["live_streams"] == 1)
+        await second.start(mode="2pass")
+        with pytest.raises(ServerError) as refused:
+            await second.collect()
+        assert refused.value.code == "overloaded" and refused.value.close_code == 1013
+        await first.end()
+        assert (await first.collect()).messages[-1]["is_final"] is True
+
+
+@pytest.mark.parametrize("cores, workers", [(2, 1), (4, 1), (8, 2), (64, 16)])
+def test_auto_workers_leave_small_machines_in_one_process(cores, workers):
+    assert default_workers(cores) == workers
