@@ -101,7 +101,9 @@ def _serve(port_queue) -> None:
         port_queue.put(server.port)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    from server.cli import run_loop  # uvloop where installed, as `captiond serve`
+
+    run_loop(main())
 
 
 def _cpu_s(pid: int) -> float:
@@ -155,37 +157,43 @@ def _struct_decode(data: bytes) -> tuple:
 
 def channel_cost(jobs: int) -> dict[str, float]:
     samples = np.random.default_rng(0).normal(0, 0.1, 9600).astype(np.float32)
-    message = ("job", 1, "online", (7, StreamOptions(), samples, False))
     figures = {}
-    start = time.process_time()
-    for _ in range(jobs):
-        decode_body(encode_frame([message])[4:])
-    figures["pickle_us_per_job"] = (time.process_time() - start) / jobs * 1e6
+    for name, audio in (("array", samples), ("bytes", samples.tobytes())):
+        message = ("job", 1, "online", (7, None, audio, False))
+        start = time.process_time()
+        for _ in range(jobs):
+            decode_body(encode_frame([message])[4:])
+        figures[f"pickle_{name}_us_per_job"] = (time.process_time() - start) / jobs * 1e6
     start = time.process_time()
     for _ in range(jobs):
         _struct_decode(_struct_encode(1, 7, samples, False))
     figures["struct_us_per_job"] = (time.process_time() - start) / jobs * 1e6
     for batch in (1, 32):
         figures[f"socket_us_per_job_batch{batch}"] = asyncio.run(
-            _socket_trip(message, jobs, batch))
+            _socket_trip(samples, jobs, batch))
     return figures
 
 
-async def _socket_trip(message: tuple, jobs: int, batch: int) -> float:
+async def _socket_trip(samples: np.ndarray, jobs: int, batch: int) -> float:
     """Both ends in this process: CPU of write + read + (de)serialise per job."""
     import socket
 
     left, right = socket.socketpair()
+    # keep both pairs: a StreamWriter closes its socket when collected
     _, writer = await asyncio.open_unix_connection(sock=left)
-    reader, _ = await asyncio.open_unix_connection(sock=right)
+    reader, right_writer = await asyncio.open_unix_connection(sock=right)
     start = time.process_time()
     received = 0
     for _ in range(jobs // batch):
-        writer.write(encode_frame([message] * batch))
+        # distinct messages: pickle would store a repeated one only once
+        messages = [("job", i, "online", (7, None, samples.tobytes(), False))
+                    for i in range(batch)]
+        writer.write(encode_frame(messages))
         size = int.from_bytes(await reader.readexactly(4), "big")
         received += len(decode_body(await reader.readexactly(size)))
     used = time.process_time() - start
     writer.close()
+    right_writer.close()
     return used / received * 1e6
 
 

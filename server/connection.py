@@ -90,7 +90,9 @@ class CaptionConnection:
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
             try:
-                message = await asyncio.wait_for(self.websocket.recv(), self.idle_timeout_s)
+                # asyncio.timeout, not wait_for: no task per frame (bench/frontend_cost.py)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await self.websocket.recv()
             except TimeoutError:
                 # A session waiting for the model is not idle: the client waits for us.
                 if self.session.expire_if_idle(self._now(), self.idle_timeout_s):

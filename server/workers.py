@@ -27,6 +27,8 @@ import tempfile
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from server.app import CaptionServer
 from server.config import ServerConfig
 from server.engine_link import Link
@@ -38,14 +40,19 @@ log = logging.getLogger("captiond.workers")
 
 FIGURES_INTERVAL_S = 0.5  # how often workers learn whole-server figures for /health
 READY_TIMEOUT_S = 300.0  # a worker imports the engine's module (torch) before it listens
-CORES_PER_WORKER = 4  # docs/workers.md: where one front-end loop stops keeping up
 
 
-def default_workers(cores: int | None = None) -> int:
-    """`--workers auto`: one process up to 4 cores, then one per 4 cores
-    (docs/workers.md: the engine process keeps cores for the model)."""
+def default_workers(device: str, cores: int | None = None) -> int:
+    """`--workers auto` (docs/workers.md). One front-end process costs well
+    under a millisecond of CPU per 60 ms frame, about 1% of a core per
+    stream: on the CPU the model (a third of a core per stream) saturates
+    long before one front end does, and more processes only take cores from
+    it. On a GPU the front end is the limit: half the cores go to front ends,
+    the rest to the engine process (its loop, torch's host side) and the OS."""
     cores = cores or os.cpu_count() or 1
-    return 1 if cores <= CORES_PER_WORKER else cores // CORES_PER_WORKER
+    if device != "cuda":
+        return 1
+    return max(1, cores // 2)
 
 
 class WorkerChannel:
@@ -74,10 +81,10 @@ class RemoteJob:
         self.handle_id: int | None = None
         if kind == "online":
             self.handle_id, self.options, samples, is_last = payload
-            self.request = ChunkRequest(None, samples, is_last)
+            self.request = ChunkRequest(None, _float32(samples), is_last)
         else:
             samples, options = payload
-            self.request = FinalRequest(samples, options)
+            self.request = FinalRequest(_float32(samples), options)
         self._taken = False
 
     def peek_kind(self) -> str | None:
@@ -89,7 +96,7 @@ class RemoteJob:
         self._taken = True
         if self.kind == "online":  # the state is created on the utterance's first chunk
             state = self.channel.states.get(self.handle_id)
-            if state is None:
+            if state is None:  # the first chunk carries the stream's options
                 state = self.engine.new_stream(self.options)
             self.request = replace(self.request, state=state)
         return self
@@ -108,6 +115,10 @@ class RemoteJob:
         self.channel.link.send(("failed", self.job_id, message))
 
 
+def _float32(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.float32).copy()  # writable, as engines expect
+
+
 class MultiWorkerServer:
     """The engine process: `start`, `serve_until_signalled`, `drain`, `stop`."""
 
@@ -123,6 +134,7 @@ class MultiWorkerServer:
         self.port = config.port
         self.draining = False
         self._ready: dict[int, asyncio.Future] = {}
+        self._started = False
         self._tasks: set[asyncio.Task] = set()
         self._reservation: socket.socket | None = None
         self._directory = tempfile.mkdtemp(prefix="captiond-")  # mode 0700: this user only
@@ -136,9 +148,16 @@ class MultiWorkerServer:
         for index in range(self.config.workers):
             self._start_worker(index)
         await asyncio.wait_for(asyncio.gather(*self._ready.values()), READY_TIMEOUT_S)
+        self._started = True
         self._spawn(self._push_figures())
         log.info("captiond listening on ws://%s:%d with %d front-end workers (engine %s)",
                  self.config.host, self.port, self.config.workers, self.engine.name)
+
+    @property
+    def ready_workers(self) -> int:
+        """Workers listening now (a replaced one counts once it listens)."""
+        return sum(future.done() and future.exception() is None and self.processes[i].is_alive()
+                   for i, future in self._ready.items())
 
     def _reserve_port(self) -> None:
         """Port 0: pick the port here, so every worker binds the same one."""
@@ -169,9 +188,12 @@ class MultiWorkerServer:
             return
         ready = self._ready[index]
         if not ready.done():  # it never came up: a restart would fail the same way
-            ready.set_exception(RuntimeError(
-                f"front-end worker {index} exited with code {process.exitcode} while "
-                "starting; see its log above"))
+            message = (f"front-end worker {index} exited with code {process.exitcode} while "
+                       "starting; see its log above")
+            ready.set_exception(RuntimeError(message))
+            if self._started:  # a replacement: serve on with the others
+                log.error("%s; serving with one worker fewer", message)
+                ready.exception()  # retrieved: nobody awaits a replacement
             return
         log.error("front-end worker %d exited with code %s; its clients were disconnected; "
                   "starting a new one", index, process.exitcode)

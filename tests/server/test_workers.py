@@ -111,6 +111,56 @@ async def test_admission_counts_live_streams_of_every_worker():
         assert (await first.collect()).messages[-1]["is_final"] is True
 
 
-@pytest.mark.parametrize("cores, workers", [(2, 1), (4, 1), (8, 2), (64, 16)])
-def test_auto_workers_leave_small_machines_in_one_process(cores, workers):
-    assert default_workers(cores) == workers
+async def rest_of(messages) -> list[dict]:
+    return [message async for message in messages]
+
+
+async def test_shutdown_drains_the_streams_of_every_worker():
+    pcm, _ = wav_pcm16("utt01.wav")
+    async with workers_server(StrideCountingEngine()) as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = await clients_on_two_workers(server, stack)
+        streams = []
+        for client in clients:
+            await client.start(mode="2pass")
+            await send_frames(client, pcm[: len(pcm) * 2 // 3], 3200)  # stop mid-utterance
+            streams.append(client.messages())
+        for messages in streams:
+            await anext(messages)  # each worker is streaming its utterance now
+        drain = asyncio.create_task(server.drain())
+        rests = [await rest_of(messages) for messages in streams]
+        await drain
+        assert all(not p.is_alive() for p in server.processes.values())
+    for client, rest in zip(clients, rests):
+        finals = [m for m in rest if m["mode"] == "2pass-offline"]
+        assert len(finals) == 1 and finals[0]["is_final"] is True
+        assert client.websocket.close_code == 1001
+
+
+async def test_a_worker_that_dies_is_replaced_and_the_other_keeps_serving():
+    pcm, _ = wav_pcm16("utt01.wav")
+    async with workers_server(StrideCountingEngine()) as server, \
+            contextlib.AsyncExitStack() as stack:
+        survivor, doomed = await clients_on_two_workers(server, stack)
+        await survivor.start(mode="2pass")
+        await send_frames(survivor, pcm[: len(pcm) // 2], 3200)
+        crashed = server.processes[int(doomed.websocket.response.headers[WORKER_HEADER])]
+        crashed.kill()
+        await send_frames(survivor, pcm[len(pcm) // 2:], 3200)
+        await survivor.end()
+        assert (await survivor.collect()).finals  # its stream never noticed
+        await wait_for(lambda: crashed not in server.processes.values()
+                       and server.ready_workers == 2, timeout=60)
+        replacement, other = await clients_on_two_workers(server, stack)
+        for client in (replacement, other):
+            await client.start(mode="2pass")
+            await send_frames(client, pcm, 3200)
+            await client.end()
+            assert (await client.collect()).finals
+
+
+@pytest.mark.parametrize("device, cores, workers",
+                         [("cpu", 2, 1), ("cpu", 64, 1), ("cuda", 2, 1), ("cuda", 16, 8)])
+def test_auto_workers_follow_where_the_model_runs(device, cores, workers):
+    # docs/workers.md: the front end is the limit only when a GPU runs the model
+    assert default_workers(device, cores) == workers
