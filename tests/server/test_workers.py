@@ -16,6 +16,7 @@ from server.config import ServerConfig
 from server.frontend import WORKER_HEADER
 from server.workers import MultiWorkerServer, default_workers
 from streaming.admission import AdmissionPolicy
+from streaming.scheduler import BatchPolicy
 from tests.conftest import wav_pcm16
 from tests.server.test_streaming_contract import send_frames
 from tests.streaming.engine_double import StrideCountingEngine
@@ -83,6 +84,8 @@ async def test_two_clients_on_different_workers_share_a_room_and_are_served(para
         await wait_for(lambda: health(server)["viewers"] == 1)
         said = await asyncio.gather(speak(ada, pcm, "Ada"), speak(grace, pcm, "Grace"))
         seen = await viewer
+        # /health from any worker: whole-server figures, pushed every 0.5 s
+        await wait_for(lambda: health(server)["online_chunks"] > 0)
         figures = health(server)
     for messages in said:  # both admitted, both served: partials, a final, the last flag
         assert any(m["mode"] == "2pass-online" for m in messages)
@@ -93,7 +96,28 @@ async def test_two_clients_on_different_workers_share_a_room_and_are_served(para
     assert {m["speaker"] for m in seen} == {"Ada", "Grace"}
     # The same utterance through the same engine: one batch or two, the same text.
     assert len({m["text"] for m in seen}) == 1
-    assert figures["workers"] == 2 and figures["online_chunks"] > 0
+    assert figures["workers"] == 2 and figures["batches"] > 0
+
+
+async def test_chunks_of_streams_on_different_workers_run_in_one_batch():
+    engine = StrideCountingEngine()
+    pcm, _ = wav_pcm16("utt01.wav")
+    # A long deadline: the first chunk waits for the other worker's (DESIGN §6).
+    batching = BatchPolicy(max_batch_size=2, max_wait_ms=5000)
+    async with workers_server(engine, batching=batching) as server, \
+            contextlib.AsyncExitStack() as stack:
+        clients = await clients_on_two_workers(server, stack)
+        for client in clients:
+            await client.start(mode="2pass")
+
+        async def stream(client):
+            await send_frames(client, pcm, 3200)
+            await client.end()
+            return await client.collect()
+
+        results = await asyncio.gather(*(stream(client) for client in clients))
+    assert all(result.finals for result in results)
+    assert 2 in engine.step_batches
 
 
 async def test_admission_counts_live_streams_of_every_worker():
