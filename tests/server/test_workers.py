@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import signal
 import urllib.request
 
 import pytest
@@ -18,6 +20,7 @@ from server.workers import MultiWorkerServer, default_workers
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from tests.conftest import wav_pcm16
+from tests.server.test_cli import CAPTIOND, ROOT
 from tests.server.test_streaming_contract import send_frames
 from tests.streaming.engine_double import StrideCountingEngine
 
@@ -181,6 +184,42 @@ async def test_a_worker_that_dies_is_replaced_and_the_other_keeps_serving():
             await send_frames(client, pcm, 3200)
             await client.end()
             assert (await client.collect()).finals
+
+
+async def test_captiond_serve_workers_2_drains_on_sigterm(test_models_dir):
+    process = await asyncio.create_subprocess_exec(
+        *CAPTIOND, "serve", "--port", "0", "--device", "cpu", "--workers", "2",
+        "--no-calibrate",
+        "--online-model", str(test_models_dir / "paraformer-streaming"),
+        "--offline-model", str(test_models_dir / "paraformer-offline"),
+        "--punc-model", str(test_models_dir / "ct-punc"),
+        cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+    try:
+        port = await asyncio.wait_for(_listening_port(process), timeout=240)
+        assert "2 front-end workers" in port[1]
+        logs = asyncio.create_task(process.stderr.read())  # a full pipe would block it
+        pcm, _ = wav_pcm16("utt01.wav")
+        async with CaptionClient.connect(f"ws://127.0.0.1:{port[0]}") as client:
+            await client.start(mode="2pass")
+            await send_frames(client, pcm[: len(pcm) * 2 // 3], 3200)  # mid-utterance
+            messages = client.messages()
+            await anext(messages)
+            process.send_signal(signal.SIGTERM)
+            rest = await rest_of(messages)
+        finals = [m for m in rest if m["mode"] == "2pass-offline"]
+        assert len(finals) == 1 and finals[0]["is_final"] is True
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert "Traceback" not in (await logs).decode()
+
+
+async def _listening_port(process: asyncio.subprocess.Process) -> tuple[int, str]:
+    while line := (await process.stderr.readline()).decode():
+        if match := re.search(r"captiond listening on ws://[\d.]+:(\d+) with", line):
+            return int(match.group(1)), line
+    raise AssertionError("captiond exited before listening")
 
 
 @pytest.mark.parametrize("device, cores, workers",
