@@ -120,7 +120,9 @@ class CaptionConnection:
     async def _decide_admission(self) -> None:
         while self._started:
             self._started.pop(0)
-            reason = await self.admit(self.session) if self.admit is not None else None
+            if self.admit is None or not self.session.live:
+                continue  # e.g. a config that also ended its stream: nothing to admit
+            reason = await self.admit(self.session)
             if reason is not None:
                 log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
                 self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)

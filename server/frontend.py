@@ -80,6 +80,9 @@ class FrontendServer(CaptionServer):
         if not self.draining:
             log.error("worker %d: the engine process went away; stopping", self.index)
             self.runner.fail_all("the server's engine process stopped; see its log")
+            for future in self._admissions.values():
+                if not future.done():
+                    future.set_result("the server is restarting; try again in a moment")
             self._drain_requested.set()
 
     async def _push_stats(self) -> None:

@@ -96,6 +96,10 @@ class RemoteJob:
         self._taken = True
         if self.kind == "online":  # the state is created on the utterance's first chunk
             state = self.channel.states.get(self.handle_id)
+            if state is None and self.options is None:  # a bug, but not the runner's end
+                log.error("worker %d: no state for stream %d", self.channel.index, self.handle_id)
+                self.fail(self, "recognition failed on the server; see its log")
+                return None
             if state is None:  # the first chunk carries the stream's options
                 state = self.engine.new_stream(self.options)
             self.request = replace(self.request, state=state)
