@@ -187,7 +187,7 @@ class MultiWorkerServer:
         self._spawn(self._watch(index, process))
 
     async def _watch(self, index: int, process: multiprocessing.process.BaseProcess) -> None:
-        await asyncio.to_thread(process.join)
+        await _exited(process)
         if self.draining:
             return
         ready = self._ready[index]
@@ -290,8 +290,9 @@ class MultiWorkerServer:
 
     async def _join_workers(self, timeout: float) -> None:
         processes = list(self.processes.values())
-        joined = asyncio.gather(*(asyncio.to_thread(p.join, timeout) for p in processes))
-        await joined
+        if processes:
+            await asyncio.wait([asyncio.ensure_future(_exited(p)) for p in processes],
+                               timeout=timeout)
         for process in processes:
             if process.is_alive():
                 log.warning("worker %s did not finish draining; terminating it", process.name)
@@ -302,7 +303,9 @@ class MultiWorkerServer:
         for process in self.processes.values():
             if process.is_alive():
                 process.terminate()
-        await asyncio.gather(*(asyncio.to_thread(p.join, 10) for p in self.processes.values()))
+        if self.processes:
+            await asyncio.wait([asyncio.ensure_future(_exited(p))
+                                for p in self.processes.values()], timeout=10)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -313,3 +316,16 @@ class MultiWorkerServer:
         shutil.rmtree(self._directory, ignore_errors=True)
         await self.core.stop()
 
+
+async def _exited(process: multiprocessing.process.BaseProcess) -> None:
+    """Wait for a worker to exit without a thread: its sentinel fd turns
+    readable when it does."""
+    if process.is_alive():
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(process.sentinel, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(process.sentinel)
+    process.join()
