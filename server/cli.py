@@ -154,13 +154,16 @@ def _serve(args: argparse.Namespace) -> int:
         from server.workers import default_workers
 
         config = replace(config, workers=default_workers(pick_device(config.models.device)))
-    if config.workers > 1:
-        from server.workers import MultiWorkerServer
+    if config.workers == 1:
+        run_loop(CaptionServer(config, engine, engine_thread).serve_until_signalled())
+        return 0
+    from server.workers import MultiWorkerServer, WorkerStartError
 
-        server = MultiWorkerServer(config, engine, engine_thread)
-    else:
-        server = CaptionServer(config, engine, engine_thread)
-    run_loop(server.serve_until_signalled())
+    try:
+        run_loop(MultiWorkerServer(config, engine, engine_thread).serve_until_signalled())
+    except WorkerStartError as exc:
+        print(f"captiond: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

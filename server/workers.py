@@ -55,6 +55,10 @@ def default_workers(device: str, cores: int | None = None) -> int:
     return max(1, cores // 2)
 
 
+class WorkerStartError(RuntimeError):
+    """A front-end worker could not start; `captiond serve` says so and exits."""
+
+
 class WorkerChannel:
     """The engine process's end of one worker's link, and what it knows of it."""
 
@@ -151,7 +155,14 @@ class MultiWorkerServer:
         self._link_server = await asyncio.start_unix_server(self._on_worker, self._link_path)
         for index in range(self.config.workers):
             self._start_worker(index)
-        await asyncio.wait_for(asyncio.gather(*self._ready.values()), READY_TIMEOUT_S)
+        try:
+            await asyncio.wait_for(asyncio.gather(*self._ready.values()), READY_TIMEOUT_S)
+        except (WorkerStartError, TimeoutError) as exc:
+            await self.stop()
+            for ready in self._ready.values():  # the others' errors: seen, reported once
+                if ready.done() and not ready.cancelled():
+                    ready.exception()
+            raise WorkerStartError(str(exc) or "front-end workers did not start in time") from None
         self._started = True
         self._spawn(self._push_figures())
         log.info("captiond listening on ws://%s:%d with %d front-end workers (engine %s)",
@@ -194,7 +205,7 @@ class MultiWorkerServer:
         if not ready.done():  # it never came up: a restart would fail the same way
             message = (f"front-end worker {index} exited with code {process.exitcode} while "
                        "starting; see its log above")
-            ready.set_exception(RuntimeError(message))
+            ready.set_exception(WorkerStartError(message))
             if self._started:  # a replacement: serve on with the others
                 log.error("%s; serving with one worker fewer", message)
                 ready.exception()  # retrieved: nobody awaits a replacement

@@ -8,6 +8,7 @@ import contextlib
 import json
 import re
 import signal
+import socket
 import urllib.request
 
 import pytest
@@ -16,7 +17,7 @@ from websockets.asyncio.client import connect
 from clients.client import CaptionClient, ServerError
 from server.config import ServerConfig
 from server.frontend import WORKER_HEADER
-from server.workers import MultiWorkerServer, default_workers
+from server.workers import MultiWorkerServer, WorkerStartError, default_workers
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from tests.conftest import wav_pcm16
@@ -220,6 +221,18 @@ async def _listening_port(process: asyncio.subprocess.Process) -> tuple[int, str
         if match := re.search(r"captiond listening on ws://[\d.]+:(\d+) with", line):
             return int(match.group(1)), line
     raise AssertionError("captiond exited before listening")
+
+
+async def test_workers_that_cannot_listen_stop_the_server_with_a_clear_error():
+    with socket.socket() as taken:  # a port held without SO_REUSEPORT
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = ServerConfig(host="127.0.0.1", port=taken.getsockname()[1], calibrate=False,
+                              workers=2)
+        server = MultiWorkerServer(config, StrideCountingEngine())
+        with pytest.raises(WorkerStartError, match="exited with code 1 while starting"):
+            await server.start()
+    assert all(not p.is_alive() for p in server.processes.values())
 
 
 @pytest.mark.parametrize("device, cores, workers",
