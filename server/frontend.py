@@ -38,6 +38,9 @@ STATS_INTERVAL_S = 0.25  # how stale the engine process's view of live streams m
 
 
 class FrontendServer(CaptionServer):
+    """A `CaptionServer` whose engine, runner, admission and rooms hub are in
+    the engine process, reached over the link."""
+
     def __init__(self, config: ServerConfig, face: EngineFace, index: int, link_path: str) -> None:
         self.config = config
         self.face = face

@@ -257,7 +257,7 @@ class MultiWorkerServer:
                 other.link.send(("room", *fields))
         elif kind == "stats":
             channel.connections, channel.viewers, channel.live = fields
-        elif kind == "ready":
+        elif kind == "ready" and not self._ready[channel.index].done():
             self._ready[channel.index].set_result(None)
 
     def figures(self) -> dict:
