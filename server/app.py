@@ -43,6 +43,9 @@ class CaptionServer:
         self.admission = AdmissionController(config.admission, config.batching.max_batch_size)
         self.runner = InferenceRunner(engine, config.batching, self.admission,
                                       engine_thread or EngineThread(config.threads))
+        self._init_front()
+
+    def _init_front(self) -> None:
         self.connections: set[CaptionConnection] = set()
         self.rooms = RoomRegistry()
         self.draining = False
@@ -55,13 +58,22 @@ class CaptionServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        await self.start_backend()
+        await self.listen()
+
+    async def start_backend(self) -> None:
+        """Calibrate admission control and start the batch runner."""
         if self.config.calibrate:
             log.info("measuring capacity (--no-calibrate skips this)…")
             sizes = sorted({1, min(8, self.config.batching.max_batch_size)})
-            await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
+            measured = await self.runner.engine_thread.run(self.runner.calibrate, tuple(sizes))
+            self.runner.record_calibration(measured)
             log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
         self.loop_monitor.start()
+
+    async def listen(self, **options) -> None:
+        """Accept clients on the configured port (`options`: more for `serve`)."""
         self._server = await serve(
             self._handle,
             self.config.host,
@@ -74,6 +86,7 @@ class CaptionServer:
             # No permessage-deflate: PCM barely compresses, and inflating every
             # audio frame on the event loop showed up in its profile under load.
             compression=None,
+            **options,
         )
         log.info("captiond listening on ws://%s:%d (engine %s)", self.config.host, self.port,
                  self.engine.name)
@@ -88,8 +101,8 @@ class CaptionServer:
             self.engine, self.config.endpoint, self.config.limits, now=loop.time()
         )
         connection = CaptionConnection(websocket, session, self.runner,
-                                       self.config.idle_timeout_s, self.rooms.publish,
-                                       self._refusal, self.loop_monitor.frames)
+                                       self.config.idle_timeout_s, self._publish,
+                                       self._admit, self.loop_monitor.frames)
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (docs/design.md §8)
             await connection.run()
@@ -105,9 +118,17 @@ class CaptionServer:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return None
 
-    def _refusal(self, session: CaptionSession) -> str | None:
+    def _publish(self, room: str, message: dict, text: str, utterance_final: bool) -> None:
+        self.rooms.publish(room, message, text, utterance_final)
+
+    async def _admit(self, session: CaptionSession) -> str | None:
         others = sum(c.session.live for c in self.connections if c.session is not session)
-        return self.admission.refusal(others, asyncio.get_running_loop().time())
+        return self.refusal(others)
+
+    def refusal(self, live_elsewhere: int) -> str | None:
+        """The one admission decision (docs/design.md §8): why one more live stream,
+        beside `live_elsewhere` others, is refused; None admits it."""
+        return self.admission.refusal(live_elsewhere, asyncio.get_running_loop().time())
 
     def health(self) -> dict:
         stats = self.runner.stats

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from server.config import (
     DEFAULT_PORT,
@@ -103,10 +104,22 @@ def _add_serve(commands) -> None:
                    default=EndpointOptions.aggressiveness)
     v.add_argument("--end-silence-ms", type=int, default=EndpointOptions.end_silence_ms)
     v.add_argument("--max-segment-ms", type=int, default=EndpointOptions.max_segment_ms)
+    p.add_argument("--workers", type=_workers, default="auto",
+                   help="front-end processes sharing the port (WebSocket I/O, resampling, "
+                        "VAD) beside one engine process; auto: 1 when the model runs on "
+                        "the CPU, half the cores on a GPU (docs/workers.md)")
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-frame-bytes", type=int, default=SessionLimits.max_frame_bytes)
     lim.add_argument("--idle-timeout", type=float, default=120.0, help="seconds")
     p.set_defaults(func=_serve)
+
+
+def _workers(value: str) -> int | None:
+    if value == "auto":
+        return None  # decided once the device is known (_serve)
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError("--workers takes a number >= 1 or 'auto'")
+    return int(value)
 
 
 def _add_make_test_models(commands) -> None:
@@ -155,6 +168,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         limits=SessionLimits(max_frame_bytes=args.max_frame_bytes),
         idle_timeout_s=args.idle_timeout,
+        workers=args.workers or 1,
     )
 
 
@@ -173,11 +187,25 @@ def _serve(args: argparse.Namespace) -> int:
         engine_thread.close()
         print(f"captiond: {exc}", file=sys.stderr)
         return 2
-    _run(CaptionServer(config, engine, engine_thread).serve_until_signalled())
+    if args.workers is None:
+        from server.model_loading import pick_device
+        from server.workers import default_workers
+
+        config = replace(config, workers=default_workers(pick_device(config.models.device)))
+    if config.workers == 1:
+        run_loop(CaptionServer(config, engine, engine_thread).serve_until_signalled())
+        return 0
+    from server.workers import MultiWorkerServer, WorkerStartError
+
+    try:
+        run_loop(MultiWorkerServer(config, engine, engine_thread).serve_until_signalled())
+    except WorkerStartError as exc:
+        print(f"captiond: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
-def _run(coro) -> None:
+def run_loop(coro) -> None:
     try:
         import uvloop
     except ImportError:  # uvloop has no Windows build

@@ -58,3 +58,4 @@ class ServerConfig:
     limits: SessionLimits = field(default_factory=SessionLimits)
     idle_timeout_s: float = 120.0  # no frame at all for this long: close (docs/design.md §8)
     drain_timeout_s: float = 30.0  # SIGTERM: how long open streams may take to finish
+    workers: int = 1  # front-end processes (server/workers.py); 1: all in this process

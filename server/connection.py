@@ -2,25 +2,27 @@
 
 All protocol decisions live in the session; this class only receives frames,
 wakes the batch runner, and sends what the session emits, closing the socket
-with the event's close code after an `Error` (docs/design.md §4).
+with the event's close code after an `Error` (docs/design.md §4). A `StreamStarted`
+event is handed to the server's one admission call before the next frame is
+read, so a refused stream never has audio accepted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from time import perf_counter
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.loop_monitor import FrameMeter
-from server.runner import InferenceRunner
 from streaming.errors import GOING_AWAY, TRY_AGAIN_LATER
-from streaming.events import Error, Event, Final, Partial
+from streaming.events import Error, Event, Final, Partial, StreamStarted
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
@@ -28,24 +30,34 @@ log = logging.getLogger("captiond.connection")
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 
 
+class Runner(Protocol):
+    """What a connection needs of the batch runner (local or in another process)."""
+
+    def attach(self, session: CaptionSession, on_events: Callable[[], None]) -> None: ...
+    def notify(self, session: CaptionSession) -> None: ...
+    def detach(self, session: CaptionSession) -> None: ...
+
+
 class CaptionConnection:
     def __init__(
         self,
         websocket: ServerConnection,
         session: CaptionSession,
-        runner: InferenceRunner,
+        runner: Runner,
         idle_timeout_s: float,
         publish: Callable[[str, dict[str, Any], str, bool], None] | None = None,
-        refusal: Callable[[CaptionSession], str | None] | None = None,
+        admit: Callable[[CaptionSession], Awaitable[str | None]] | None = None,
         frame_meter: FrameMeter | None = None,
     ) -> None:
         self.websocket = websocket
         self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
-        self.refusal = refusal  # admission control: why a new live stream is refused
+        self.admit = admit  # the server's admission call: why a live stream is refused
         self.frame_meter = frame_meter or FrameMeter()  # per-frame cost, for /health
         self.session = session
         self.runner = runner
         self.idle_timeout_s = idle_timeout_s
+        self._pending: deque[Event] = deque()  # taken from the session, not yet sent
+        self._started: list[StreamStarted] = []  # awaiting the admission decision
         self._outbox = asyncio.Event()  # the session may have events to send
         self._progress = asyncio.Event()  # a batch finished for this session
         self._receiver: asyncio.Task | None = None
@@ -81,7 +93,9 @@ class CaptionConnection:
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
             try:
-                message = await asyncio.wait_for(self.websocket.recv(), self.idle_timeout_s)
+                # asyncio.timeout, not wait_for: no task per frame (bench/frontend_cost.py)
+                async with asyncio.timeout(self.idle_timeout_s):
+                    message = await self.websocket.recv()
             except TimeoutError:
                 # A session waiting for the model is not idle: the client waits for us.
                 if self.session.expire_if_idle(self._now(), self.idle_timeout_s):
@@ -91,10 +105,9 @@ class CaptionConnection:
                 return
             started = perf_counter()
             if isinstance(message, str):
-                was_live = self.session.live
                 self.session.receive_text(message, self._now())
-                if self.session.live and not was_live:
-                    self._admit()
+                self._collect()
+                await self._decide_admission()
             else:
                 self.session.receive_audio(message, self._now())
             self.runner.notify(self.session)
@@ -102,11 +115,24 @@ class CaptionConnection:
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
                 self.frame_meter.record(perf_counter() - started)
 
-    def _admit(self) -> None:
-        reason = self.refusal(self.session) if self.refusal is not None else None
-        if reason is not None:
-            log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
-            self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
+    def _collect(self) -> None:
+        """Take the session's events: wire events to send, stream starts to decide."""
+        for event in self.session.events():
+            if isinstance(event, StreamStarted):
+                self._started.append(event)
+            else:
+                self._pending.append(event)
+
+    async def _decide_admission(self) -> None:
+        while self._started:
+            self._started.pop(0)
+            if self.admit is None or not self.session.live:
+                continue  # e.g. a config that also ended its stream: nothing to admit
+            reason = await self.admit(self.session)
+            if reason is not None:
+                log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
+                self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
+                self._collect()
 
     async def _drain_session(self) -> None:
         self.session.receive_end(self._now())  # docs/design.md §8: finalise open segments
@@ -125,12 +151,17 @@ class CaptionConnection:
         while True:
             await self._outbox.wait()
             self._outbox.clear()
-            for event in self.session.events():
+            self._collect()
+            while self._pending:
+                event = self._pending.popleft()
                 text = self._encode(event)
                 if socket_open:
                     socket_open = await self._send(event, text)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
-                return
+                self._collect()  # what was emitted while the last ones were sent
+                if not self._pending:
+                    return
+                self._outbox.set()
 
     def _encode(self, event: Event) -> str:
         """The event's wire text, serialised once for the client and the room."""

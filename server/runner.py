@@ -129,14 +129,14 @@ class InferenceRunner:
 
     async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
         try:
-            results = await self._lanes[kind].run(self._timed_infer, kind, jobs)
+            results, start, end = await self._lanes[kind].run(self._timed_infer, kind, jobs)
         except Exception:
             log.exception("engine failed on a %s batch of %d", kind, len(jobs))
             self.stats.failures += 1
             for session, job in zip(sessions, jobs):
                 session.fail(job, "recognition failed on the server; see its log")
         else:
-            self.stats.record(kind, len(jobs))
+            self._record(kind, jobs, start, end)
             for session, job, result in zip(sessions, jobs, results):
                 session.complete(job, result)
         for session in sessions:
@@ -145,30 +145,35 @@ class InferenceRunner:
             if listener is not None:
                 listener()
 
-    def _timed_infer(self, kind: str, jobs: list[Job]) -> list:
+    def _timed_infer(self, kind: str, jobs: list[Job]) -> tuple[list, float, float]:
         # monotonic: the same clock as the event loop's time(), which admission reads
         start = time.monotonic()
         results = self._infer(kind, jobs)
-        end = time.monotonic()
-        log.debug("%s batch of %d took %.0f ms", kind, len(jobs), 1000 * (end - start))
-        if kind == "online":  # written by this lane's thread only
-            self.stats.online_busy_s += end - start
-        else:
-            self.stats.final_busy_s += end - start
-        if self.admission is not None and kind == "online":
-            # deque appends are atomic; the loop only reads. The online lane is
-            # what must keep real time; finals slow it down, which its timings show.
-            self.admission.meter.record(start, end)
-            audio_s = max(len(job.request.samples) for job in jobs) / SAMPLE_RATE
-            self.admission.model.record(len(jobs), end - start, audio_s)
-        return results
+        return results, start, time.monotonic()
 
-    def calibrate(self, batch_sizes: tuple[int, ...], chunks: int = 5) -> None:
+    def _record(self, kind: str, jobs: list[Job], start: float, end: float) -> None:
+        """Account a finished batch, on the loop: the lanes only return timings."""
+        log.debug("%s batch of %d took %.0f ms", kind, len(jobs), 1000 * (end - start))
+        self.stats.record(kind, len(jobs))
+        if kind != "online":
+            self.stats.final_busy_s += end - start
+            return
+        self.stats.online_busy_s += end - start
+        if self.admission is not None:
+            # The online lane is what must keep real time; finals slow it
+            # down, which its timings show.
+            audio_s = max(len(job.request.samples) for job in jobs) / SAMPLE_RATE
+            self.admission.record_batch(len(jobs), start, end, audio_s)
+
+    def calibrate(self, batch_sizes: tuple[int, ...], chunks: int = 5) -> list[tuple]:
         """Measure steady-state batches before serving, so admission control
-        knows the capacity from the first stream on. Blocking: call at startup."""
+        knows the capacity from the first stream on. Blocking: call at startup
+        on the engine thread; returns (batch size, seconds, audio seconds) for
+        `record_calibration` to apply on the loop."""
         options = StreamOptions()
         stride = self.engine.chunk_samples(options)
         noise = np.random.default_rng(0).normal(0, 0.01, stride).astype(np.float32)
+        measured = []
         for size in batch_sizes:
             states = [self.engine.new_stream(options) for _ in range(size)]
             for index in range(chunks):
@@ -176,10 +181,16 @@ class InferenceRunner:
                 results = self.engine.step([ChunkRequest(s, noise, False) for s in states])
                 elapsed = time.monotonic() - start
                 states = [result.state for result in results]
-                if index >= chunks // 2 and self.admission is not None:  # look-back is full
-                    self.admission.model.record(size, elapsed, stride / SAMPLE_RATE)
+                if index >= chunks // 2:  # look-back is full
+                    measured.append((size, elapsed, stride / SAMPLE_RATE))
             log.info("calibration: batch %d takes %.0f ms per %.0f ms chunk", size,
                      1000 * elapsed, 1000 * stride / SAMPLE_RATE)
+        return measured
+
+    def record_calibration(self, measured: list[tuple]) -> None:
+        if self.admission is not None:
+            for size, elapsed, audio_s in measured:
+                self.admission.model.record(size, elapsed, audio_s)
 
     def _infer(self, kind: str, jobs: list[Job]) -> list:
         if kind == "online":

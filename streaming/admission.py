@@ -109,6 +109,11 @@ class AdmissionController:
             limits.append(self.model.capacity(self.max_batch_size, target))
         return min(limits) if limits else None
 
+    def record_batch(self, batch_size: int, start: float, end: float, chunk_audio_s: float) -> None:
+        """An online batch of `batch_size` chunks ran from `start` to `end`."""
+        self.meter.record(start, end)
+        self.model.record(batch_size, end - start, chunk_audio_s)
+
     def refusal(self, live_streams: int, now: float) -> str | None:
         """Why one more live stream would be refused, or None to admit it."""
         if not self.policy.enabled or live_streams == 0:

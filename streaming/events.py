@@ -1,7 +1,8 @@
 """Events the core emits, as frozen dataclasses (docs/design.md §2).
 
 The server turns each one into exactly one wire message (docs/design.md §4) in
-`server/protocol.py`; nothing else serialises them.
+`server/protocol.py`; nothing else serialises them. `StreamStarted` is the
+exception: it never goes on the wire; the server decides admission on it.
 """
 
 from __future__ import annotations
@@ -56,6 +57,14 @@ class StreamEnd:
 
 
 @dataclass(frozen=True)
+class StreamStarted:
+    """A live (real-time) stream began; the server admits or refuses it (docs/design.md §8)."""
+
+    mode: str  # the config's mode: "online" or "2pass"
+    wav_name: str
+
+
+@dataclass(frozen=True)
 class Error:
     """The client sent something we cannot take, or we failed; the socket closes."""
 
@@ -64,4 +73,4 @@ class Error:
     close_code: int  # docs/design.md §4: 1003, 1007, 1008, 1009, 1011, 1013
 
 
-Event = Partial | Final | StreamEnd | Error
+Event = Partial | Final | StreamEnd | Error | StreamStarted

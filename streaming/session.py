@@ -37,7 +37,7 @@ from streaming.errors import (
     Overloaded,
     TooBig,
 )
-from streaming.events import Error, Event
+from streaming.events import Error, Event, StreamStarted
 from streaming.jobs import (
     EndMarker,
     FinalJob,
@@ -169,6 +169,8 @@ class CaptionSession:
         stride = self.engine.chunk_samples(config.options)
         self._stream = AudioStream(config, self.endpoint, stride, self.engine.new_stream)
         self.state = SessionState.STREAMING
+        if self.live:  # docs/design.md §8: the server admits or refuses it before any audio
+            self._events.append(StreamStarted(config.mode, config.wav_name))
 
     def _on_audio(self, data: bytes, now: float) -> None:
         self.last_activity = now

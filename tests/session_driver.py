@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from streaming.events import StreamStarted
 from streaming.session import CaptionSession
 from streaming.vad import EndpointOptions
 
@@ -22,7 +23,8 @@ def stream_session(
     engine, pcm: bytes, frame_bytes: int = 3200, mode: str = "2pass", rate: int = 16000,
     endpoint: EndpointOptions | None = None, **config,
 ) -> tuple[CaptionSession, list]:
-    """Stream `pcm` through a new session; return it and every event it emitted."""
+    """Stream `pcm` through a new session; return it and every event it emitted
+    for the wire (the server consumes `StreamStarted` to decide admission)."""
     session = CaptionSession(engine, endpoint)
     first = {"mode": mode, "wav_name": "t", "audio_fs": rate, "chunk_size": [5, 10, 5], **config}
     session.receive_text(json.dumps(first), now=0.0)
@@ -31,4 +33,4 @@ def stream_session(
         run_jobs(session)
     session.receive_text('{"is_speaking": false}', now=1e6)
     run_jobs(session)
-    return session, session.events()
+    return session, [e for e in session.events() if not isinstance(e, StreamStarted)]

@@ -74,3 +74,18 @@ async def test_offline_uploads_do_not_count_as_live_streams(start_server):
             await client.end()
             result = await client.collect()
     assert len(result.finals) == 1
+
+
+async def test_live_batches_teach_the_capacity_model_without_calibration(start_server):
+    server = await start_server(CostlyEngine())  # calibrate=False: nothing measured yet
+    assert server.admission.capacity() is None
+    pcm, _ = wav_pcm16("utt01.wav")
+    async with CaptionClient.connect(url(server)) as client:
+        await client.start(mode="2pass")
+        await client.send_audio(pcm)
+        await client.end()
+        await client.collect()
+    # Batches of one chunk cost at least (0.03 + 0.06) / 0.6 = 0.15 per second of
+    # audio (sleep never undershoots), so at most 5 streams fit under 0.8.
+    assert 1 <= server.admission.capacity() <= 5
+    assert server.admission.meter.utilization(asyncio.get_running_loop().time()) > 0

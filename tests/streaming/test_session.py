@@ -7,7 +7,7 @@ import json
 import pytest
 
 from streaming.errors import INVALID_PAYLOAD, MESSAGE_TOO_BIG, POLICY_VIOLATION, TRY_AGAIN_LATER
-from streaming.events import Error, Final, Partial, StreamEnd
+from streaming.events import Error, Final, Partial, StreamEnd, StreamStarted
 from streaming.session import CaptionSession, SessionLimits, SessionState
 from tests.conftest import DATA, wav_pcm16
 from tests.session_driver import run_jobs, stream_session
@@ -37,6 +37,18 @@ def test_2pass_stream_gives_partials_then_one_final_per_utterance(multi):
     # the speech, before the 0.7 s endpoint, so the last final closes the stream).
     assert [e.end_of_stream for e in events] == [False] * (len(events) - 1) + [True]
     assert events[-1] is finals[-1]
+
+
+@pytest.mark.parametrize("mode, live", [("2pass", True), ("online", True), ("offline", False)])
+def test_a_live_stream_reports_its_start_before_anything_else(mode, live):
+    session = CaptionSession(StrideCountingEngine())
+    session.receive_text(json.dumps({"mode": mode, "wav_name": "w"}), now=0.0)
+    started = [StreamStarted(mode, "w")] if live else []
+    assert session.events() == started  # admission is decided on it (docs/design.md §8)
+    session.receive_text(json.dumps({"is_speaking": False}), now=1.0)
+    session.receive_text(json.dumps({"mode": mode, "wav_name": "x"}), now=2.0)
+    assert [e for e in session.events() if isinstance(e, StreamStarted)] == (
+        [StreamStarted(mode, "x")] if live else [])
 
 
 def test_stream_ending_in_silence_closes_with_an_empty_message(multi):

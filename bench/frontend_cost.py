@@ -1,0 +1,220 @@
+"""What one asyncio front-end process costs per audio frame, and what the
+worker ↔ engine channel costs per job (docs/workers.md).
+
+    PYTHONPATH=. python bench/frontend_cost.py [--frames 2000] [--streams 20]
+
+1. session: `CaptionSession` driven directly (decode, resample, VAD,
+   endpointing, job bookkeeping, events), with a model that costs nothing.
+2. socket: a real server process (same null model) and clients in this
+   process sending 60 ms frames over WebSockets; the server's CPU time
+   (from /proc) divided by the frames it took: receive + session + notify +
+   sending partials.
+3. channel: one online job (600 ms of float32 audio) through
+   `engine_link.encode_frame`/`decode_body` (pickle 5) and through a
+   hand-written struct encoding, and a real Unix-socket trip in batches.
+
+Numbers are CPU time per frame or job; on a loaded machine read them as
+rough. Prints a table and writes JSON (--json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import struct
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from server.engine_link import decode_body, encode_frame
+from streaming.engine import (
+    ChunkRequest,
+    ChunkResult,
+    FinalRequest,
+    FinalResult,
+    StreamOptions,
+)
+from streaming.session import CaptionSession
+
+FRAME_MS = 60  # FunASR's clients send one frame every 60 ms (chunk_interval 10)
+RATE = 16000
+
+
+class NullEngine:
+    """Costs nothing: the front end alone is measured."""
+
+    name = "null"
+
+    def chunk_samples(self, options: StreamOptions) -> int:
+        return options.chunk_size[1] * 960
+
+    def new_stream(self, options: StreamOptions) -> dict:
+        return {}
+
+    def step(self, batch: Sequence[ChunkRequest]) -> list[ChunkResult]:
+        return [ChunkResult(r.state, ("x",), ("y",)) for r in batch]
+
+    def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
+        return [FinalResult("x.") for _ in batch]
+
+    def render(self, tokens: Sequence[str]) -> str:
+        return " ".join(tokens)
+
+
+def speech_like_pcm(seconds: float) -> bytes:
+    """Tone bursts with pauses: the VAD finds utterances, the endpointer ends them."""
+    t = np.arange(int(seconds * RATE)) / RATE
+    on = (t % 4.0) < 2.5
+    signal = 0.3 * np.sin(2 * np.pi * 220 * t) * on + 0.01 * np.random.default_rng(0).normal(
+        size=t.size)
+    return (np.clip(signal, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+def session_cost(frames: int) -> float:
+    """µs of CPU per 60 ms frame through CaptionSession alone."""
+    frame_bytes = RATE * FRAME_MS // 1000 * 2
+    pcm = speech_like_pcm(frames * FRAME_MS / 1000)
+    engine = NullEngine()
+    session = CaptionSession(engine, now=0.0)
+    session.receive_text(json.dumps({"mode": "2pass", "wav_name": "b"}), 0.0)
+    start = time.process_time()
+    for i in range(frames):
+        session.receive_audio(pcm[i * frame_bytes:(i + 1) * frame_bytes], i * FRAME_MS / 1000)
+        while (job := session.take_job()) is not None:
+            run = engine.step if job.kind == "online" else engine.finalize
+            session.complete(job, run([job.request])[0])
+        session.events()
+    return (time.process_time() - start) / frames * 1e6
+
+
+def _serve(port_queue) -> None:
+    from server.app import CaptionServer
+    from server.config import ServerConfig
+
+    async def main() -> None:
+        server = CaptionServer(ServerConfig(port=0, calibrate=False), NullEngine())
+        await server.start()
+        port_queue.put(server.port)
+        await asyncio.Event().wait()
+
+    from server.cli import run_loop  # uvloop where installed, as `captiond serve`
+
+    run_loop(main())
+
+
+def _cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _client(port: int, pcm: bytes, frames: int) -> None:
+    from clients.client import CaptionClient
+
+    frame_bytes = RATE * FRAME_MS // 1000 * 2
+    async with CaptionClient.connect(f"ws://127.0.0.1:{port}/") as client:
+        await client.start(mode="2pass")
+        for i in range(frames):
+            await client.send_audio(pcm[i * frame_bytes:(i + 1) * frame_bytes])
+            if i % 10 == 9:
+                await asyncio.sleep(0)
+        await client.end()
+        await client.collect()
+
+
+def socket_cost(frames: int, streams: int) -> float:
+    """µs of server CPU per 60 ms frame over real WebSockets."""
+    queue = multiprocessing.get_context("spawn").Queue()
+    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(queue,),
+                                                           daemon=True)
+    server.start()
+    port = queue.get(timeout=120)
+    pcm = speech_like_pcm(frames * FRAME_MS / 1000)
+
+    async def run() -> None:
+        await asyncio.gather(*(_client(port, pcm, frames) for _ in range(streams)))
+
+    asyncio.run(_client(port, pcm, 20))  # warm up
+    before = _cpu_s(server.pid)
+    asyncio.run(run())
+    used = _cpu_s(server.pid) - before
+    server.terminate()
+    return used / (frames * streams) * 1e6
+
+
+def _struct_encode(job_id: int, handle: int, samples: np.ndarray, last: bool) -> bytes:
+    return struct.pack("!IIB", job_id, handle, last) + samples.tobytes()
+
+
+def _struct_decode(data: bytes) -> tuple:
+    job_id, handle, last = struct.unpack_from("!IIB", data)
+    return job_id, handle, np.frombuffer(data, np.float32, offset=9), bool(last)
+
+
+def channel_cost(jobs: int) -> dict[str, float]:
+    samples = np.random.default_rng(0).normal(0, 0.1, 9600).astype(np.float32)
+    figures = {}
+    for name, audio in (("array", samples), ("bytes", samples.tobytes())):
+        message = ("job", 1, "online", (7, None, audio, False))
+        start = time.process_time()
+        for _ in range(jobs):
+            decode_body(encode_frame([message])[4:])
+        figures[f"pickle_{name}_us_per_job"] = (time.process_time() - start) / jobs * 1e6
+    start = time.process_time()
+    for _ in range(jobs):
+        _struct_decode(_struct_encode(1, 7, samples, False))
+    figures["struct_us_per_job"] = (time.process_time() - start) / jobs * 1e6
+    for batch in (1, 32):
+        figures[f"socket_us_per_job_batch{batch}"] = asyncio.run(
+            _socket_trip(samples, jobs, batch))
+    return figures
+
+
+async def _socket_trip(samples: np.ndarray, jobs: int, batch: int) -> float:
+    """Both ends in this process: CPU of write + read + (de)serialise per job."""
+    import socket
+
+    left, right = socket.socketpair()
+    # keep both pairs: a StreamWriter closes its socket when collected
+    _, writer = await asyncio.open_unix_connection(sock=left)
+    reader, right_writer = await asyncio.open_unix_connection(sock=right)
+    start = time.process_time()
+    received = 0
+    for _ in range(jobs // batch):
+        # distinct messages: pickle would store a repeated one only once
+        messages = [("job", i, "online", (7, None, samples.tobytes(), False))
+                    for i in range(batch)]
+        writer.write(encode_frame(messages))
+        size = int.from_bytes(await reader.readexactly(4), "big")
+        received += len(decode_body(await reader.readexactly(size)))
+    used = time.process_time() - start
+    writer.close()
+    right_writer.close()
+    return used / received * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--frames", type=int, default=2000, help="60 ms frames per stream")
+    parser.add_argument("--streams", type=int, default=20)
+    parser.add_argument("--json", default=None, help="write the figures here")
+    args = parser.parse_args()
+    figures = {"session_us_per_frame": session_cost(args.frames),
+               "socket_us_per_frame": socket_cost(args.frames, args.streams),
+               **channel_cost(2000)}
+    for name, value in figures.items():
+        print(f"{name:32s} {value:10.1f}")
+    frames_per_s = 1e6 / figures["socket_us_per_frame"]
+    print(f"one front-end process: ~{frames_per_s:.0f} frames/s "
+          f"= ~{frames_per_s * FRAME_MS / 1000:.0f} live streams at one core")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(figures, out, indent=2)
+
+
+if __name__ == "__main__":
+    main()
