@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--buckets", choices=["on", "off"], default=None,
                         help="pad online batches to bucket sizes (default: on for CUDA only)")
+    parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
+                        help="fbank of all streams at once, or FunASR's per stream")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
@@ -157,10 +160,13 @@ def main() -> None:
     engine = load_paraformer(ParaformerOptions(
         str(args.model_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
         dtype=args.dtype, quantize=args.quantize, bucket_batches=buckets,
+        frontend=args.frontend,
     ), device=args.device)
     audio = load_audio()
     padded = "buckets" if engine.runner.bucket_batches else ""
-    config = "batched" + "".join(f"-{o}" for o in (args.quantize, args.dtype, padded) if o)
+    fbank = "" if args.frontend == "batched" else "funasr-fbank"
+    config = "batched" + "".join(
+        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank) if o)
     rows = []
     with torch.inference_mode():
         if args.funasr:
@@ -173,7 +179,9 @@ def main() -> None:
     args.json.write_text(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor(), "torch": torch.__version__,
-                    "device": args.device, "bucket_batches": engine.runner.bucket_batches},
+                    "device": args.device, "bucket_batches": engine.runner.bucket_batches,
+                    "frontend": args.frontend},
+        "command": "python -m bench.engine_step_bench " + " ".join(sys.argv[1:]),
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
     }, indent=2))
     print(f"wrote {args.json}")

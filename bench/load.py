@@ -69,12 +69,18 @@ from bench.load_server import (
 )
 
 CONFIGS = {
-    "batch1": ["--max-batch-size", "1"],
-    "batched": ["--max-batch-size", "64", "--max-wait-ms", "50"],
-    "batched-int8": ["--max-batch-size", "64", "--max-wait-ms", "50", "--quantize", "int8"],
+    # one process, as before --workers existed: the baselines and the CPU rows
+    "batch1": ["--workers", "1", "--max-batch-size", "1"],
+    "batched": ["--workers", "1", "--max-batch-size", "64", "--max-wait-ms", "50"],
+    "batched-int8": ["--workers", "1", "--max-batch-size", "64", "--max-wait-ms", "50",
+                     "--quantize", "int8"],
     # GPU rows: one batch can hold every live stream
-    "batched-gpu": ["--max-batch-size", "4096", "--max-wait-ms", "50"],
-    "batched-gpu-fp16": ["--max-batch-size", "4096", "--max-wait-ms", "50", "--dtype", "float16"],
+    "batched-gpu": ["--workers", "1", "--max-batch-size", "4096", "--max-wait-ms", "50"],
+    "batched-gpu-fp16": ["--workers", "1", "--max-batch-size", "4096", "--max-wait-ms", "50",
+                         "--dtype", "float16"],
+    # the whole server path: front-end worker processes (--workers auto) around one engine
+    "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
+                         "--dtype", "float16"],
     "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow
