@@ -13,7 +13,7 @@ this machine. `--funasr` adds FunASR's own batch-1 streaming inference
     python -m bench.engine_step_bench --model-dir DIR --device cuda --buckets off
 
 `--buckets on/off` pads online batches to bucket sizes or not (default: the
-engine's choice, on for CUDA only).
+engine's choice: off).
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def main() -> None:
     parser.add_argument("--dtype", default=None, help="float16/bfloat16 (CUDA only)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--buckets", choices=["on", "off"], default=None,
-                        help="pad online batches to bucket sizes (default: on for CUDA only)")
+                        help="pad online batches to bucket sizes (default: the engine's, off)")
     parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                         help="fbank of all streams at once, or FunASR's per stream")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")

@@ -70,7 +70,7 @@ def _add_serve(commands) -> None:
     m.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
                    help="paraformer on GPU: compute dtype of the online pass (default float32)")
     m.add_argument("--buckets", choices=["auto", "on", "off"], default="auto",
-                   help="paraformer: pad online batches to a few fixed sizes (auto: on for CUDA)")
+                   help="paraformer: pad online batches to a few fixed sizes (auto: off, measured)")
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                    help="paraformer: fbank features of all streams at once (batched) or "
                         "FunASR's own frontend stream by stream")

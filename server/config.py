@@ -21,7 +21,7 @@ class ParaformerOptions:
     punc_model: str | None = "ct-punc"  # None: no punctuation model
     quantize: str | None = None  # "int8": CPU dynamic quantisation
     dtype: str | None = None  # GPU compute dtype of the online pass
-    bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: on for CUDA
+    bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: off
     frontend: str = "batched"  # "funasr": FunASR's per-stream fbank (the reference)
 
 

@@ -82,10 +82,11 @@ class AudioStream:
         jobs: list[Job] = []
         pending = np.concatenate((self.frame_tail, samples))
         usable = len(pending) - len(pending) % FRAME_SAMPLES
-        for offset in range(0, usable, FRAME_SAMPLES):
+        voiced = self.classifier.classify(pending[:usable])
+        for offset, is_speech in zip(range(0, usable, FRAME_SAMPLES), voiced):
             frame = pending[offset : offset + FRAME_SAMPLES]
             self.history.append(frame)
-            for boundary in self.detector.update(self.classifier.is_speech(frame)):
+            for boundary in self.detector.update(is_speech):
                 jobs += self._on_boundary(boundary, now)
             if self.utterance is not None:
                 jobs += self._strides(self.utterance, self.history.end, now)

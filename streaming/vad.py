@@ -57,6 +57,13 @@ class FrameClassifier:
     def is_speech(self, frame: np.ndarray) -> bool:
         return self._vad.is_speech(float_to_pcm16(frame), SAMPLE_RATE)
 
+    def classify(self, frames: np.ndarray) -> list[bool]:
+        """Voiced or not, for consecutive whole frames (one PCM16 conversion for all)."""
+        pcm = float_to_pcm16(frames)
+        step = 2 * FRAME_SAMPLES
+        return [self._vad.is_speech(pcm[i : i + step], SAMPLE_RATE)
+                for i in range(0, len(pcm), step)]
+
 
 class EndpointDetector:
     """Turns per-frame voiced/unvoiced decisions into utterance boundaries."""

@@ -72,7 +72,7 @@ class ParaformerStreamingEngine:
     CUDA; `quantize="int8"` swaps the `nn.Linear` layers of the online and
     offline models for dynamically quantised ones (CPU only). `bucket_batches`
     pads online batches to a few fixed sizes (same tokens, fewer kernel
-    shapes); None = on for CUDA, off elsewhere. `frontend="batched"` computes
+    shapes); None = off (measured: not faster on CPU or H200). `frontend="batched"` computes
     the fbank features of all streams of a round at once (paraformer_features);
     "funasr" runs FunASR's own frontend stream by stream (the reference).
     """
@@ -108,7 +108,9 @@ class ParaformerStreamingEngine:
         self.frontend = funasr_adapter.frontend(online)  # FunASR's WavFrontendOnline
         features = frontends[frontend](self.frontend, device, torch_dtype)
         if bucket_batches is None:
-            bucket_batches = str(device).startswith("cuda")
+            # Measured off both ways (bench/RESULTS.md): no gain on the CPU, and on an
+            # H200 in float16 padded batches were slower (80.6 vs 63.0 ms at 250 streams).
+            bucket_batches = False
         self.runner = BatchedStreamingParaformer(
             self.model, features, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
             decoder_look_back=DECODER_CHUNK_LOOK_BACK, device=device, dtype=torch_dtype,
