@@ -171,14 +171,19 @@ class CaptionServer:
 
     async def serve_until_signalled(self) -> None:
         await self.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await stop_signal()
         log.info("signal received: draining open streams (up to %gs)",
                  self.config.drain_timeout_s)
         await self.drain()
+
+
+async def stop_signal() -> None:
+    """Return on SIGTERM or SIGINT: the server then drains (uvicorn's lifecycle)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
 
 
 async def _until_closed(connection: CaptionConnection) -> None:

@@ -21,7 +21,6 @@ import logging
 import multiprocessing
 import os
 import shutil
-import signal
 import socket
 import tempfile
 from dataclasses import replace
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from server.app import CaptionServer
+from server.app import CaptionServer, stop_signal
 from server.config import ServerConfig
 from server.engine_link import Link
 from server.engine_thread import EngineThread
@@ -282,11 +281,7 @@ class MultiWorkerServer:
 
     async def serve_until_signalled(self) -> None:
         await self.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        await stop.wait()
+        await stop_signal()
         log.info("signal received: draining every worker (up to %gs)",
                  self.config.drain_timeout_s)
         await self.drain()

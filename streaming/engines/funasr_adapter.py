@@ -9,8 +9,9 @@ reach those only through the functions here, so a FunASR upgrade is checked
 
 `check_funasr()` runs once when a model is loaded and fails with a message
 naming the FunASR version the equivalence tests passed on. The batched online
-runner (`paraformer_batch.py`, `paraformer_layers.py`) still calls FunASR's
-layers directly; moving those accesses here is the next step.
+runner (`paraformer_batch.py`, `paraformer_layers.py`) runs FunASR's own
+layers, so it calls their sub-modules directly; every attribute it reads is
+listed in `_ONLINE_STRUCTURE` and checked here when the online model loads.
 """
 
 from __future__ import annotations
@@ -40,6 +41,47 @@ _REQUIRED = (
     ("funasr.download.name_maps_from_hub", "name_maps_hf"),
     ("funasr.utils.load_utils", "extract_fbank"),
 )
+# What the batched online runner reads from ParaformerStreaming's modules
+# (paraformer_batch.py, paraformer_layers.py): paths from the network, and from
+# its first encoder layer, attention decoder layer and FSMN block.
+_ONLINE_STRUCTURE = (
+    "encoder.encoders0", "encoder.encoders", "encoder.normalize_before", "encoder.after_norm",
+    "encoder.embed", "encoder.output_size", "normalize", "eos", "sos", "blank_id",
+    "decoder.decoders", "decoder.decoders2", "decoder.decoders3", "decoder.att_layer_num",
+    "decoder.num_blocks", "decoder.normalize_before", "decoder.after_norm",
+    "decoder.output_layer", "predictor.threshold", "predictor.tail_threshold",
+    "predictor.cif_conv1d", "predictor.pad", "predictor.cif_output", "predictor.smooth_factor",
+    "predictor.noise_threshold",
+)
+_ENCODER_LAYER = ("norm1", "norm2", "feed_forward", "in_size", "size", "normalize_before",
+                  "self_attn.forward_qkv", "self_attn.forward_fsmn",
+                  "self_attn.forward_attention", "self_attn.d_k", "self_attn.h")
+_DECODER_LAYER = ("norm1", "norm2", "norm3", "feed_forward", "normalize_before", "dropout",
+                  "self_attn.fsmn_block", "self_attn.pad_fn", "self_attn.dropout",
+                  "self_attn.kernel_size", "src_attn.forward_qkv",
+                  "src_attn.forward_attention", "src_attn.d_k", "src_attn.h", "forward_chunk")
+_MISSING = object()
+
+
+def _path(obj: Any, dotted: str) -> Any:
+    for name in dotted.split("."):
+        obj = getattr(obj, name, _MISSING)
+        if obj is _MISSING:
+            return _MISSING
+    return obj
+
+
+def _check_online_structure(net: Any) -> None:
+    for path in _ONLINE_STRUCTURE:
+        if _path(net, path) is _MISSING:
+            raise _mismatch(f"ParaformerStreaming.{path}")
+    for layers, needed, where in ((net.encoder.encoders0, _ENCODER_LAYER, "encoder layer"),
+                                  (net.decoder.decoders, _DECODER_LAYER, "decoder layer")):
+        for path in needed:
+            if len(layers) and _path(layers[0], path) is _MISSING:
+                raise _mismatch(f"the streaming {where}'s {path}")
+
+
 # What a loaded AutoModel must carry, per role.
 _MODEL_KWARGS = {"online": ("frontend", "tokenizer"), "offline": (), "punctuation": ()}
 
@@ -88,6 +130,8 @@ def check_model(model: Any, role: str) -> None:
             raise _mismatch(f"AutoModel.kwargs[{key!r}] for the {role} model")
     if role == "punctuation" and getattr(model.model, "punc_list", None) is None:
         raise _mismatch("CTTransformer.punc_list")
+    if role == "online":
+        _check_online_structure(model.model)
 
 
 # ---- loading -----------------------------------------------------------------------
@@ -142,6 +186,13 @@ def frontend(model: Any) -> Any:
 
 def tokenizer(model: Any) -> Any:
     return model.kwargs["tokenizer"]
+
+
+def extract_fbank(*args: Any, **kwargs: Any) -> Any:
+    """FunASR's `extract_fbank` (the per-stream reference frontend)."""
+    from funasr.utils.load_utils import extract_fbank as funasr_extract_fbank
+
+    return funasr_extract_fbank(*args, **kwargs)
 
 
 def ids_to_tokens(tok: Any, ids: Sequence[int]) -> tuple[str, ...]:

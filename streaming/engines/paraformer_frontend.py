@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streaming.engines import funasr_adapter
+
 
 class FunasrOnlineFrontend:
     """FunASR's per-stream online fbank, one stream after another."""
@@ -40,11 +42,9 @@ class FunasrOnlineFrontend:
     def extract(
         self, states: Sequence[dict], audios: Sequence[np.ndarray], is_final: Sequence[bool],
     ) -> list[Tensor]:
-        from funasr.utils.load_utils import extract_fbank
-
         out: list[Tensor] = []
         for state, audio, final in zip(states, audios, is_final):
-            speech, _ = extract_fbank(
+            speech, _ = funasr_adapter.extract_fbank(
                 [torch.from_numpy(audio)], data_type="sound", frontend=self.frontend,
                 cache=state, is_final=final,
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from streaming.engines import funasr_adapter
 
@@ -40,3 +41,17 @@ def test_generated_models_pass_the_check(test_models_dir):
     for subdir, role in (("paraformer-streaming", "online"), ("ct-punc", "punctuation")):
         model = load_funasr_model(str(test_models_dir / subdir), device="cpu", role=role)
         funasr_adapter.check_model(model, role)
+
+
+def test_a_streaming_model_without_a_layer_the_batched_runner_calls_is_refused(test_models_dir):
+    from server.model_loading import load_funasr_model
+
+    model = load_funasr_model(str(test_models_dir / "paraformer-streaming"), device="cpu",
+                              role="online")
+    funasr_adapter.check_model(model, "online")
+    # A FunASR whose encoder attention no longer has the methods the runner calls.
+    model.model.encoder.encoders0[0].self_attn = torch.nn.Identity()
+    with pytest.raises(funasr_adapter.FunASRMismatch) as error:
+        funasr_adapter.check_model(model, "online")
+    assert "self_attn.forward_qkv" in str(error.value)
+    assert funasr_adapter.TESTED_VERSION in str(error.value)

@@ -6,47 +6,17 @@ meaningless, the mechanics are the real ones (docs/design.md §5).
 
 from __future__ import annotations
 
-import contextlib
-import io
-
 import numpy as np
 import pytest
 
 from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
+from tests.streaming.engines.funasr_reference import funasr_tokens
 
 CHUNK_SIZES = [(5, 10, 5), (0, 10, 5)]
 
 
 def reference_tokens(engine, audio: np.ndarray, chunk_size) -> list[str]:
-    """Tokens of `AutoModel.generate(cache=...)` fed chunk by chunk, as FunASR's docs stream.
-
-    `inference` returns only joined text, so the tokens are recorded from its
-    `generate_chunk` (a pass-through wrapper, the model itself runs unchanged).
-    """
-    model = engine.online.model
-    tokens: list[str] = []
-    original = model.generate_chunk
-
-    def recording(*args, **kwargs):
-        out = original(*args, **kwargs)
-        tokens.extend(out)
-        return out
-
-    model.generate_chunk = recording
-    try:
-        stride = chunk_size[1] * 960
-        n = max(1, -(-len(audio) // stride))
-        cache: dict = {}
-        for i in range(n):
-            with contextlib.redirect_stdout(io.StringIO()):
-                engine.online.generate(
-                    input=audio[i * stride : (i + 1) * stride], cache=cache,
-                    is_final=i == n - 1, chunk_size=list(chunk_size),
-                    encoder_chunk_look_back=4, decoder_chunk_look_back=1,
-                )
-    finally:
-        del model.generate_chunk
-    return tokens
+    return funasr_tokens(engine, audio, chunk_size)
 
 
 def engine_tokens(engine, audio: np.ndarray, options: StreamOptions, stride: int) -> list[str]:

@@ -12,9 +12,7 @@ bucketed batch sizes.
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +23,7 @@ import torch
 from streaming.engine import ChunkRequest, StreamOptions
 from streaming.engines.paraformer import ParaformerStreamingEngine
 from streaming.engines.paraformer_pool import bucket_size
+from tests.streaming.engines.funasr_reference import funasr_tokens
 
 STRIDE = 9600
 SHORT, LONG = (5, 10, 5), (0, 10, 5)
@@ -114,36 +113,11 @@ def run(engine, schedule) -> dict:
     return {"tokens": tokens, "owners": owners, "capacities": capacities, "occupied": occupied}
 
 
-def funasr_tokens(engine, utt: Utterance) -> list[str]:
-    """FunASR's own streaming inference on the audio the session sent, stride by stride.
-
-    `is_final` only for an utterance that ended with `is_last`; tokens are
-    recorded from `generate_chunk` as in test_paraformer_engine.
-    """
-    model = engine.online.model
-    tokens: list[str] = []
-    original = model.generate_chunk
-
-    def recording(*args, **kwargs):
-        out = original(*args, **kwargs)
-        tokens.extend(out)
-        return out
-
-    model.generate_chunk = recording
-    try:
-        n = -(-len(utt.audio) // STRIDE)
-        cache: dict = {}
-        for i in range(n):
-            with contextlib.redirect_stdout(io.StringIO()):
-                engine.online.generate(
-                    input=utt.audio[i * STRIDE : (i + 1) * STRIDE], cache=cache,
-                    is_final=utt.ending != DROPPED and i == n - 1,
-                    chunk_size=list(utt.chunk_size), encoder_chunk_look_back=4,
-                    decoder_chunk_look_back=1,
-                )
-    finally:
-        del model.generate_chunk
-    return tokens
+def utterance_reference(engine, utt: Utterance) -> list[str]:
+    """FunASR's own streaming inference on the audio the session sent, stride by
+    stride; `is_final` only for an utterance that ended with `is_last`."""
+    return funasr_tokens(engine, utt.audio, utt.chunk_size, is_final=utt.ending != DROPPED,
+                         min_calls=0)
 
 
 def utterance_tokens(run_out: dict, schedule) -> dict[tuple[int, int], list[str]]:
@@ -165,7 +139,7 @@ def test_pooled_streams_equal_funasr_per_stream_inference(paraformer_engine, sch
     utterances = {(u.session, u.number): u for t in schedule.values() for u, *_ in t if u}
     assert len(utterances) == SESSIONS // 2 * sum(UTTERANCES)
     for key, utt in utterances.items():
-        assert got.get(key, []) == funasr_tokens(paraformer_engine, utt), key
+        assert got.get(key, []) == utterance_reference(paraformer_engine, utt), key
     assert sum(len(t) for t in got.values()) > 100, "the audio should produce tokens"
 
 
