@@ -36,7 +36,7 @@ and a repeated real row keeps steady batches free of attention masks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,7 +95,6 @@ class BatchedStreamingParaformer:
         self.bucket_batches = bucket_batches
         self.initial_slots = initial_slots
         self.pools: dict[tuple[int, int, int], StatePool] = {}
-        self.encoder_hook: Callable[[StreamHandle, Tensor], None] | None = None  # tests
         enc = model.encoder
         self._enc_layers = list(enc.encoders0) + list(enc.encoders)
         dec = model.decoder
@@ -222,9 +221,6 @@ class BatchedStreamingParaformer:
         slots = [r.handle.slot for r in batch]
         index = torch.tensor(slots, device=self.device)
         enc, frames_valid = self._encode(batch, n, pool, slots, index)
-        if self.encoder_hook is not None:
-            for row, out in zip(rows, enc):
-                self.encoder_hook(row.handle, out[: row.frames])
         embeds, counts = self._predict(batch, n, pool, index, enc, frames_valid)
         n_tokens = counts.tolist()[:n]  # the one sync: the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]

@@ -69,15 +69,20 @@ def run(engine, plans: list[Plan], batched: bool) -> tuple[dict, dict, list]:
     names: dict[int, str] = {}
     encoder_out: dict[str, list[torch.Tensor]] = {p.name: [] for p in plans}
     runner = engine.runner
-    runner.encoder_hook = lambda state, out: encoder_out[names[id(state)]].append(out.clone())
     groups: list[tuple[int, bool]] = []  # (rows, some final row padded to the group)
-    original = runner._run_group
+    original_group, original_encode = runner._run_group, runner._encode
 
     def counting(rows):
         groups.append((len(rows), len({r.frames for r in rows}) > 1))
-        return original(rows)
+        return original_group(rows)
 
-    runner._run_group = counting
+    def recording(batch, n, *args):  # each real row's encoder output, as FunASR's would be
+        enc, frames_valid = original_encode(batch, n, *args)
+        for row, out in zip(batch[:n], enc):
+            encoder_out[names[id(row.handle)]].append(out[: row.frames].clone())
+        return enc, frames_valid
+
+    runner._run_group, runner._encode = counting, recording
     states = {p.name: engine.new_stream(StreamOptions(chunk_size=p.chunk_size)) for p in plans}
     queues = {p.name: p.pieces() for p in plans}
     tokens: dict[tuple[int, str], tuple[str, ...]] = {}
@@ -97,8 +102,7 @@ def run(engine, plans: list[Plan], batched: bool) -> tuple[dict, dict, list]:
                 tokens[(tick, name)] = res.committed
                 states[name] = res.state
     finally:
-        runner.encoder_hook = None
-        del runner._run_group
+        del runner._run_group, runner._encode
     return tokens, encoder_out, groups
 
 
