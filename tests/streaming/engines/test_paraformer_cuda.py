@@ -15,6 +15,8 @@ from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 from tests.streaming.engines.test_paraformer_speed import edit_distance
 
+FP16_MAX_EDIT_RATE = 0.05
+
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -93,5 +95,9 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
     rate = edit_distance(half, full) / max(1, len(full))
     record_property("fp16_token_edit_rate", rate)
     print(f"float16 vs float32 token edit rate: {rate:.3f} ({len(full)} tokens)")
+    # Measured 0.000 on the H200 (55 tokens). float16 keeps ~3 decimal digits, so
+    # only near-tie argmaxes of the random weights may flip; more than a few
+    # percent means state or positions lost precision (e.g. positions past 2048).
+    assert rate <= FP16_MAX_EDIT_RATE, f"float16 changed {rate:.0%} of the float32 tokens"
     (final,) = fp16_engine.finalize([FinalRequest(np.asarray(audio, np.float32))])
     assert final.text

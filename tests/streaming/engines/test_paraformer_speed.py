@@ -9,6 +9,8 @@ from streaming.engine import FinalRequest, StreamOptions
 from streaming.engines.paraformer_speed import online_dtype, quantize_linear
 from tests.streaming.engines.test_paraformer_engine import engine_tokens
 
+INT8_MAX_EDIT_RATE = 0.25
+
 
 def edit_distance(a: list[str], b: list[str]) -> int:
     row = list(range(len(b) + 1))
@@ -45,8 +47,14 @@ def test_int8_still_recognises_and_stays_near_float(int8_engine, paraformer_engi
     want = engine_tokens(paraformer_engine, audio, options, stride)
     got = engine_tokens(int8_engine, audio, options, stride)
     assert got, "the int8 model should still produce tokens"
-    # Random tiny weights make no quality claim; the number is recorded for the report.
-    record_property("int8_token_edit_rate", edit_distance(got, want) / max(1, len(want)))
+    rate = edit_distance(got, want) / max(1, len(want))
+    record_property("int8_token_edit_rate", rate)
+    print(f"int8 vs float token edit rate: {rate:.3f} ({len(want)} tokens)")
+    # Random weights make no quality claim, and their logits sit near ties, so
+    # int8 flips more tokens than it would on a trained model: measured 9 % on
+    # the tiny model and 16 % on the large one (bench/RESULTS.md). A broken
+    # quantisation (wrong scales, a layer left out of sync) changes most of them.
+    assert rate <= INT8_MAX_EDIT_RATE, f"int8 changed {rate:.0%} of the float tokens"
     (final,) = int8_engine.finalize([FinalRequest(audio)])
     assert final.text
 
