@@ -78,6 +78,10 @@ CONFIGS = {
     "batched-gpu": ["--workers", "1", "--max-batch-size", "4096", "--max-wait-ms", "50"],
     "batched-gpu-fp16": ["--workers", "1", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],
+    # CPU, small models: the front end in two processes beside the engine process
+    # (no GIL shared between the event loop and the model lane), bigger batches
+    "workers2-cpu": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50"],
+    "batched-256": ["--workers", "1", "--max-batch-size", "256", "--max-wait-ms", "50"],
     # the whole server path: front-end worker processes (--workers auto) around one engine
     "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],
