@@ -149,6 +149,8 @@ def main() -> None:
                         help="pad online batches to bucket sizes (default: the engine's, off)")
     parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                         help="fbank of all streams at once, or FunASR's per stream")
+    parser.add_argument("--fsmn-conv", choices=["conv", "unfold"], default="conv",
+                        help="FSMN depthwise convolutions: Conv1d or unfold + weighted sum")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
@@ -160,13 +162,14 @@ def main() -> None:
     engine = load_paraformer(ParaformerOptions(
         str(args.model_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
         dtype=args.dtype, quantize=args.quantize, bucket_batches=buckets,
-        frontend=args.frontend,
+        frontend=args.frontend, fsmn_conv=args.fsmn_conv,
     ), device=args.device)
     audio = load_audio()
     padded = "buckets" if engine.runner.bucket_batches else ""
     fbank = "" if args.frontend == "batched" else "funasr-fbank"
+    unfold = "unfold" if args.fsmn_conv == "unfold" else ""
     config = "batched" + "".join(
-        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank) if o)
+        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold) if o)
     rows = []
     with torch.inference_mode():
         if args.funasr:

@@ -4,12 +4,13 @@
 # captiond's dependencies from wheels carried in .whl/ (if present), run the
 # CUDA tests with the tiny models, generate the large models, then, each
 # stage capped and in order of importance inside one budget (BUDGET_S):
-#   1. online load sweep of the whole server path (front-end workers, batched
-#      float16, buckets, batched features) at COUNTS_WORKERS streams;
-#   2. the batch-1 baseline in the same run;
-#   3. engine step, float16, buckets on vs off (which is faster on this card);
-#   4. 2pass load sweep of the whole server path;
-#   5. online load sweep of one process (no workers), batched float16.
+#   1. engine step, float16: FSMN convolutions as Conv1d vs unfold (same tokens);
+#   2. online load sweep of the whole server path (front-end workers, batched
+#      float16, batched features) with the FSMN unfold, then with Conv1d, at
+#      COUNTS_WORKERS streams: the H200 profile of 2026-11-26 found 54 % of the
+#      online lane in those convolutions when the batch size changes each step;
+#   3. the batch-1 baseline in the same run;
+#   4. 2pass load sweep of the whole server path (unfold).
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here.
@@ -52,20 +53,19 @@ log "cuda tests (tiny models)"
 log "$SIZE models"
 timeout "$(cap 120)" python3 -m server.cli make-test-models "$MODELS" --size "$SIZE" 2>&1 | tail -2
 
-load online-workers 150 --mode online --configs workers-gpu-fp16 \
-    --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
-load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8,16,24}"
-
-log "engine step float16, buckets on / off"
-for b in on off; do
+log "engine step float16, FSMN Conv1d / unfold"
+for c in conv unfold; do
     timeout "$(cap 45)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
-        --device "$DEVICE" --dtype float16 --buckets $b --batch-sizes "${STEP:-250,1000}" \
-        --json "$OUT/step_fp16_buckets_$b.json" 2>&1 | quiet "step.txt"
+        --device "$DEVICE" --dtype float16 --fsmn-conv $c --batch-sizes "${STEP:-250,1000}" \
+        --json "$OUT/step_fp16_$c.json" 2>&1 | quiet "step.txt"
 done
 
-load 2pass-workers 90 --mode 2pass --configs workers-gpu-fp16 \
+load online-workers-unfold 130 --mode online --configs workers-gpu-fp16-unfold \
+    --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
+load online-workers-conv 100 --mode online --configs workers-gpu-fp16 \
+    --counts "${COUNTS_CONV:-500,1000}"
+load online-batch1 70 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8,12,16}"
+load 2pass-workers-unfold 90 --mode 2pass --configs workers-gpu-fp16-unfold \
     --counts "${COUNTS_2PASS:-500,1000,1500}"
-load online-one-process 90 --mode online --configs batched-gpu-fp16 \
-    --counts "${COUNTS_ONE:-250,500,1000}"
 rm -rf "$OUT/results"
 log "done"

@@ -85,6 +85,10 @@ CONFIGS = {
     # the whole server path: front-end worker processes (--workers auto) around one engine
     "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],
+    # the same with the FSMN convolutions as unfold + weighted sum (no cuDNN plan per shape)
+    "workers-gpu-fp16-unfold": ["--workers", "auto", "--max-batch-size", "4096",
+                                "--max-wait-ms", "50", "--dtype", "float16",
+                                "--fsmn-conv", "unfold"],
     "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow

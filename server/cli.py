@@ -74,6 +74,9 @@ def _add_serve(commands) -> None:
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                    help="paraformer: fbank features of all streams at once (batched) or "
                         "FunASR's own frontend stream by stream")
+    m.add_argument("--fsmn-conv", choices=["conv", "unfold"], default="conv",
+                   help="paraformer: FSMN depthwise convolutions as Conv1d (cuDNN on GPU) or "
+                        "as an unfold and a weighted sum (same tokens; for GPUs, unmeasured)")
     w = p.add_argument_group("whisper engine")
     w.add_argument("--whisper-stride", type=float, default=WhisperOptions.stride_s,
                    help="seconds between online re-decodes of the utterance")
@@ -144,7 +147,7 @@ def _models_from_args(args: argparse.Namespace) -> ModelConfig:
         paraformer=ParaformerOptions(args.online_model, args.offline_model, punc,
                                      quantize=args.quantize, dtype=args.dtype,
                                      bucket_batches=_BUCKETS[args.buckets],
-                                     frontend=args.frontend),
+                                     frontend=args.frontend, fsmn_conv=args.fsmn_conv),
         whisper=WhisperOptions(model=args.model, stride_s=args.whisper_stride,
                                max_window_s=args.whisper_window,
                                beam_size=args.whisper_beam_size, language=args.language),

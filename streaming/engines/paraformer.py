@@ -39,7 +39,12 @@ from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamin
 from streaming.engines.paraformer_features import BatchedOnlineFrontend
 from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
 from streaming.engines.paraformer_pool import StreamHandle
-from streaming.engines.paraformer_speed import online_dtype, quantize_linear
+from streaming.engines.paraformer_speed import (
+    FSMN_CONVS,
+    online_dtype,
+    quantize_linear,
+    unfold_fsmn_convs,
+)
 from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
 from streaming.postprocess.punctuation import Segment, join_words
@@ -75,6 +80,8 @@ class ParaformerStreamingEngine:
     shapes); None = off (measured: not faster on CPU or H200). `frontend="batched"` computes
     the fbank features of all streams of a round at once (paraformer_features);
     "funasr" runs FunASR's own frontend stream by stream (the reference).
+    `fsmn_conv="unfold"` computes the FSMN blocks' depthwise convolutions as an
+    unfold and a weighted sum (same tokens; meant for GPUs, not yet measured).
     """
 
     name = "paraformer"
@@ -83,6 +90,7 @@ class ParaformerStreamingEngine:
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
         bucket_batches: bool | None = None, frontend: str = "batched",
+        fsmn_conv: str = "conv",
     ) -> None:
         funasr_adapter.check_funasr()
         for model, role in ((online, "online"), (offline, "offline"), (punc, "punctuation")):
@@ -98,6 +106,10 @@ class ParaformerStreamingEngine:
         if quantize is not None:
             quantize_linear(online, offline, mode=quantize, device=device)
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
+        if fsmn_conv not in FSMN_CONVS:
+            raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
+        if fsmn_conv == "unfold":
+            unfold_fsmn_convs(self.model)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)

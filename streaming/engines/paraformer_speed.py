@@ -43,3 +43,39 @@ def quantize_linear(*models: Any, mode: str, device: str) -> None:
             torch.ao.quantization.quantize_dynamic(
                 funasr_adapter.network(model), {torch.nn.Linear}, dtype=torch.qint8, inplace=True
             )
+
+
+FSMN_CONVS = ("conv", "unfold")
+
+
+class UnfoldDepthwiseConv1d(torch.nn.Module):
+    """An FSMN memory block (depthwise, bias-free, stride 1 `Conv1d`) computed as an
+    unfold and a weighted sum over the kernel taps.
+
+    Same arithmetic, without a convolution library: on a GPU, cuDNN plans each
+    new input shape, and a live server's batch size changes every step (the
+    H200 profile in bench/RESULTS.md found 54 % of the online lane in these
+    convolutions). Not yet measured on a GPU; off by default.
+    """
+
+    def __init__(self, conv: torch.nn.Conv1d) -> None:
+        super().__init__()
+        self.weight = conv.weight  # (C, 1, K): the same Parameter, so .to() moves it
+        self.kernel_size = conv.kernel_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, L) → (B, C, L - K + 1)
+        taps = x.unfold(2, self.kernel_size[0], 1)  # (B, C, L - K + 1, K), a view
+        return torch.einsum("bctk,ck->bct", taps, self.weight[:, 0, :])
+
+
+def unfold_fsmn_convs(model: torch.nn.Module) -> int:
+    """Swap every FSMN block's depthwise Conv1d for `UnfoldDepthwiseConv1d`; how many."""
+    swapped = 0
+    for module in model.modules():
+        conv = getattr(module, "fsmn_block", None)
+        if (isinstance(conv, torch.nn.Conv1d) and conv.bias is None
+                and conv.groups == conv.in_channels == conv.out_channels
+                and conv.stride == (1,) and conv.dilation == (1,) and conv.padding == (0,)):
+            module.fsmn_block = UnfoldDepthwiseConv1d(conv)
+            swapped += 1
+    return swapped

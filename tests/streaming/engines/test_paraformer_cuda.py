@@ -20,13 +20,13 @@ FP16_MAX_EDIT_RATE = 0.05
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def cuda_engine(models_dir, dtype=None):
+def cuda_engine(models_dir, dtype=None, fsmn_conv="conv"):
     from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
     return load_paraformer(ParaformerOptions(
         str(models_dir / "paraformer-streaming"), str(models_dir / "paraformer-offline"),
-        str(models_dir / "ct-punc"), dtype=dtype,
+        str(models_dir / "ct-punc"), dtype=dtype, fsmn_conv=fsmn_conv,
     ), device="cuda")
 
 
@@ -101,3 +101,13 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
     assert rate <= FP16_MAX_EDIT_RATE, f"float16 changed {rate:.0%} of the float32 tokens"
     (final,) = fp16_engine.finalize([FinalRequest(np.asarray(audio, np.float32))])
     assert final.text
+
+
+def test_cuda_unfold_fsmn_tokens_equal_the_cpu_engine(test_models_dir, paraformer_engine, clips):
+    """`--fsmn-conv unfold` (no cuDNN for the FSMN blocks) keeps FunASR's tokens on CUDA."""
+    engine = cuda_engine(test_models_dir, fsmn_conv="unfold")
+    options = StreamOptions()
+    stride = paraformer_engine.chunk_samples(options)
+    for clip in ("utt01", "multi"):
+        want = engine_tokens(paraformer_engine, clips[clip], options, stride)
+        assert engine_tokens(engine, clips[clip], options, stride) == want, clip

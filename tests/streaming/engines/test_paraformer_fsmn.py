@@ -1,0 +1,46 @@
+"""FSMN memory blocks computed as an unfold and a weighted sum (`--fsmn-conv unfold`).
+
+The option exists for GPUs (no per-shape cuDNN plans); here it must give the
+same results as FunASR's `Conv1d` and the same tokens as FunASR's inference.
+"""
+
+from __future__ import annotations
+
+import pytest
+import soundfile
+import torch
+
+from server.config import ParaformerOptions
+from server.engines import load_paraformer
+from streaming.engine import StreamOptions
+from streaming.engines.paraformer_speed import UnfoldDepthwiseConv1d
+from tests.streaming.engines.test_paraformer_engine import engine_tokens, reference_tokens
+
+
+@pytest.fixture(scope="module")
+def unfold_engine(test_models_dir):
+    return load_paraformer(ParaformerOptions(
+        str(test_models_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
+        fsmn_conv="unfold"), device="cpu")
+
+
+def test_every_fsmn_block_is_swapped_and_computes_the_convolution(unfold_engine):
+    blocks = [m.fsmn_block for m in unfold_engine.model.modules() if hasattr(m, "fsmn_block")]
+    assert blocks and all(isinstance(b, UnfoldDepthwiseConv1d) for b in blocks)
+    block = blocks[0]
+    channels, _, kernel = block.weight.shape
+    conv = torch.nn.Conv1d(channels, channels, kernel, groups=channels, bias=False)
+    conv.weight = block.weight
+    x = torch.randn(3, channels, 25)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x), conv(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [(5, 10, 5), (0, 10, 5)])
+@pytest.mark.parametrize("fixture", ["utt01", "utt04", "multi"])
+def test_unfold_tokens_equal_funasr(unfold_engine, paraformer_engine, data_dir, fixture,
+                                    chunk_size):
+    audio, rate = soundfile.read(data_dir / f"{fixture}.wav", dtype="float32")
+    options = StreamOptions(chunk_size=chunk_size)
+    got = engine_tokens(unfold_engine, audio, options, unfold_engine.chunk_samples(options))
+    assert got == reference_tokens(paraformer_engine, audio, chunk_size)
