@@ -121,9 +121,12 @@ class CaptionServer:
     def _publish(self, room: str, message: dict, text: str, utterance_final: bool) -> None:
         self.rooms.publish(room, message, text, utterance_final)
 
+    def live_streams(self, besides: CaptionSession | None = None) -> int:
+        """Live streams on this process's connections, `besides` not counted."""
+        return sum(c.session.live for c in self.connections if c.session is not besides)
+
     async def _admit(self, session: CaptionSession) -> str | None:
-        others = sum(c.session.live for c in self.connections if c.session is not session)
-        return self.refusal(others)
+        return self.refusal(self.live_streams(besides=session))
 
     def refusal(self, live_elsewhere: int) -> str | None:
         """The one admission decision (docs/design.md §8): why one more live stream,
@@ -143,7 +146,7 @@ class CaptionServer:
             "mean_online_batch": round(stats.mean_online_batch, 2),
             "online_busy_s": round(stats.online_busy_s, 3),
             "final_busy_s": round(stats.final_busy_s, 3),
-            "live_streams": sum(c.session.live for c in self.connections),
+            "live_streams": self.live_streams(),
             "capacity": self.admission.capacity(),
             **self.loop_monitor.health(),
         }

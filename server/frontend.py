@@ -90,8 +90,8 @@ class FrontendServer(CaptionServer):
 
     async def _push_stats(self) -> None:
         while True:
-            live = sum(c.session.live for c in self.connections)
-            self.link.send(("stats", len(self.connections), self.rooms.viewer_count(), live))
+            self.link.send(("stats", len(self.connections), self.rooms.viewer_count(),
+                            self.live_streams()))
             await asyncio.sleep(STATS_INTERVAL_S)
 
     def _on_messages(self, messages: list[tuple]) -> None:
@@ -120,7 +120,7 @@ class FrontendServer(CaptionServer):
     async def _admit(self, session: CaptionSession) -> str | None:
         if self.link.closed:
             return "the server is restarting; try again in a moment"
-        others = sum(c.session.live for c in self.connections if c.session is not session)
+        others = self.live_streams(besides=session)
         request_id = next(self._ids)
         future = asyncio.get_running_loop().create_future()
         self._admissions[request_id] = future
