@@ -62,29 +62,42 @@ def piece(audio: np.ndarray, stream: int, tick: int, stride: int) -> np.ndarray:
     return audio[start : start + stride]
 
 
-def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str) -> Row:
+def vary_size(batch: int, tick: int) -> int:
+    """A different batch size each timed tick, within the top quarter of `batch`."""
+    return batch - (tick * 37) % max(1, batch // 4)
+
+
+def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
+                 vary: bool = False) -> Row:
     options = StreamOptions()
     stride = engine.chunk_samples(options)
     states = [engine.new_stream(options) for _ in range(batch)]
+    rows_stepped = [0]
 
     def one_tick(tick: int) -> None:
+        # with vary, a live server's shape: each step a new batch size (the rest wait)
+        size = vary_size(batch, tick) if vary and tick >= WARMUP_STRIDES else batch
         results = engine.step(
-            [ChunkRequest(s, piece(audio, i, tick, stride), False) for i, s in enumerate(states)]
+            [ChunkRequest(s, piece(audio, i, tick, stride), False)
+             for i, s in enumerate(states[:size])]
         )
-        states[:] = [r.state for r in results]
+        states[:size] = [r.state for r in results]
+        rows_stepped[0] += size
 
     for tick in range(WARMUP_STRIDES):
         one_tick(tick)
     frontend = _time_frontend(engine.runner.frontend)
     try:
         start = time.perf_counter()
+        rows_stepped[0] = 0
         for tick in range(WARMUP_STRIDES, WARMUP_STRIDES + ticks):
             one_tick(tick)
         _sync(engine.runner.device)
-        row = make_row(config, batch, (time.perf_counter() - start) / ticks)
+        mean_batch = rows_stepped[0] / ticks
+        row = make_row(config, batch, (time.perf_counter() - start) / ticks, mean_batch)
     finally:
         del engine.runner.frontend.extract  # the class's own method again
-    row.frontend_ms_per_stream_chunk = round(1000 * frontend[0] / (ticks * batch), 2)
+    row.frontend_ms_per_stream_chunk = round(1000 * frontend[0] / rows_stepped[0], 2)
     return row
 
 
@@ -129,8 +142,9 @@ def bench_funasr(engine, audio: np.ndarray, ticks: int) -> Row:
     return make_row("funasr-batch1", 1, (time.perf_counter() - start) / ticks)
 
 
-def make_row(config: str, batch: int, seconds_per_step: float) -> Row:
-    per_chunk = seconds_per_step / batch
+def make_row(config: str, batch: int, seconds_per_step: float,
+             mean_batch: float | None = None) -> Row:
+    per_chunk = seconds_per_step / (mean_batch or batch)
     return Row(config, batch, round(seconds_per_step * 1000, 1), round(per_chunk * 1000, 1),
                round(CHUNK_S / per_chunk, 2), round(per_chunk / CHUNK_S, 3))
 
@@ -149,8 +163,11 @@ def main() -> None:
                         help="pad online batches to bucket sizes (default: the engine's, off)")
     parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                         help="fbank of all streams at once, or FunASR's per stream")
-    parser.add_argument("--fsmn-conv", choices=["conv", "unfold"], default="conv",
+    parser.add_argument("--fsmn-conv", choices=["conv", "unfold", "native"], default="conv",
                         help="FSMN depthwise convolutions: Conv1d or unfold + weighted sum")
+    parser.add_argument("--vary", action="store_true",
+                        help="also time each B with a different batch size every step (up to B), "
+                             "as in a live server")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
@@ -167,7 +184,7 @@ def main() -> None:
     audio = load_audio()
     padded = "buckets" if engine.runner.bucket_batches else ""
     fbank = "" if args.frontend == "batched" else "funasr-fbank"
-    unfold = "unfold" if args.fsmn_conv == "unfold" else ""
+    unfold = "" if args.fsmn_conv == "conv" else args.fsmn_conv
     config = "batched" + "".join(
         f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold) if o)
     rows = []
@@ -176,8 +193,10 @@ def main() -> None:
             rows.append(bench_funasr(engine, audio, args.ticks))
             print_row(rows[-1], header=True)
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            rows.append(bench_engine(engine, audio, batch, args.ticks, config))
-            print_row(rows[-1], header=len(rows) == 1)
+            for vary in (False, True) if args.vary else (False,):
+                rows.append(bench_engine(engine, audio, batch, args.ticks,
+                                         config + ("-vary" if vary else ""), vary))
+                print_row(rows[-1], header=len(rows) == 1)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

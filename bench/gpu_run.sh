@@ -4,13 +4,15 @@
 # captiond's dependencies from wheels carried in .whl/ (if present), run the
 # CUDA tests with the tiny models, generate the large models, then, each
 # stage capped and in order of importance inside one budget (BUDGET_S):
-#   1. engine step, float16: FSMN convolutions as Conv1d vs unfold (same tokens);
+#   1. engine step, float16: FSMN convolutions as Conv1d, unfold, or Conv1d with
+#      cuDNN off (same tokens), at steady and at varying batch sizes: the H200
+#      profile of 2026-11-26 found 54 % of the online lane in those convolutions
+#      when the batch size changes each step;
 #   2. online load sweep of the whole server path (front-end workers, batched
-#      float16, batched features) with the FSMN unfold, then with Conv1d, at
-#      COUNTS_WORKERS streams: the H200 profile of 2026-11-26 found 54 % of the
-#      online lane in those convolutions when the batch size changes each step;
+#      float16, batched features) with the variant that step found cheapest, at
+#      COUNTS_WORKERS streams, then Conv1d at COUNTS_CONV for comparison;
 #   3. the batch-1 baseline in the same run;
-#   4. 2pass load sweep of the whole server path (unfold).
+#   4. 2pass load sweep of the whole server path (that variant).
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here.
@@ -53,19 +55,32 @@ log "cuda tests (tiny models)"
 log "$SIZE models"
 timeout "$(cap 120)" python3 -m server.cli make-test-models "$MODELS" --size "$SIZE" 2>&1 | tail -2
 
-log "engine step float16, FSMN Conv1d / unfold"
-for c in conv unfold; do
-    timeout "$(cap 45)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
-        --device "$DEVICE" --dtype float16 --fsmn-conv $c --batch-sizes "${STEP:-250,1000}" \
-        --json "$OUT/step_fp16_$c.json" 2>&1 | quiet "step.txt"
+log "engine step float16, FSMN Conv1d / unfold / native, steady and varying batch sizes"
+for c in conv unfold native; do
+    timeout "$(cap 50)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
+        --device "$DEVICE" --dtype float16 --fsmn-conv $c --batch-sizes "${STEP:-1000}" \
+        --ticks 6 --vary --json "$OUT/step_fp16_$c.json" 2>&1 | quiet "step.txt"
 done
+# the FSMN variant with the lowest cost at varying batch sizes drives the load sweeps
+BEST=$(python3 - "$OUT" <<'PY'
+import json, pathlib, sys
+cost = {}
+for f in pathlib.Path(sys.argv[1]).glob("step_fp16_*.json"):
+    rows = [r for r in json.loads(f.read_text())["rows"] if r["config"].endswith("-vary")]
+    if rows:
+        cost[f.stem.rsplit("_", 1)[1]] = rows[-1]["ms_per_step"]  # same sizes in each
+print(min(cost, key=cost.get) if cost else "unfold")
+PY
+)
+log "best FSMN variant at varying batch sizes: $BEST"
+cfg() { [ "$1" = conv ] && echo workers-gpu-fp16 || echo "workers-gpu-fp16-$1"; }
 
-load online-workers-unfold 130 --mode online --configs workers-gpu-fp16-unfold \
+load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
-load online-workers-conv 100 --mode online --configs workers-gpu-fp16 \
-    --counts "${COUNTS_CONV:-500,1000}"
-load online-batch1 70 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8,12,16}"
-load 2pass-workers-unfold 90 --mode 2pass --configs workers-gpu-fp16-unfold \
+[ "$BEST" = conv ] || load online-workers-conv 60 --mode online --configs workers-gpu-fp16 \
+    --counts "${COUNTS_CONV:-1000}"
+load online-batch1 40 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
+load "2pass-workers-$BEST" 100 --mode 2pass --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_2PASS:-500,1000,1500}"
 rm -rf "$OUT/results"
 log "done"

@@ -89,6 +89,10 @@ CONFIGS = {
     "workers-gpu-fp16-unfold": ["--workers", "auto", "--max-batch-size", "4096",
                                 "--max-wait-ms", "50", "--dtype", "float16",
                                 "--fsmn-conv", "unfold"],
+    # … and with cuDNN off for them (PyTorch's native depthwise kernel)
+    "workers-gpu-fp16-native": ["--workers", "auto", "--max-batch-size", "4096",
+                                "--max-wait-ms", "50", "--dtype", "float16",
+                                "--fsmn-conv", "native"],
     "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow

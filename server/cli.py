@@ -74,7 +74,7 @@ def _add_serve(commands) -> None:
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                    help="paraformer: fbank features of all streams at once (batched) or "
                         "FunASR's own frontend stream by stream")
-    m.add_argument("--fsmn-conv", choices=["conv", "unfold"], default="conv",
+    m.add_argument("--fsmn-conv", choices=["conv", "unfold", "native"], default="conv",
                    help="paraformer: FSMN depthwise convolutions as Conv1d (cuDNN on GPU) or "
                         "as an unfold and a weighted sum (same tokens; for GPUs, unmeasured)")
     w = p.add_argument_group("whisper engine")

@@ -81,7 +81,8 @@ class ParaformerStreamingEngine:
     the fbank features of all streams of a round at once (paraformer_features);
     "funasr" runs FunASR's own frontend stream by stream (the reference).
     `fsmn_conv="unfold"` computes the FSMN blocks' depthwise convolutions as an
-    unfold and a weighted sum (same tokens; meant for GPUs, not yet measured).
+    unfold and a weighted sum, and "native" runs them with cuDNN off (PyTorch's own
+    depthwise kernel); same tokens, meant for GPUs (bench/RESULTS.md).
     """
 
     name = "paraformer"
@@ -108,8 +109,8 @@ class ParaformerStreamingEngine:
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
         if fsmn_conv not in FSMN_CONVS:
             raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
-        if fsmn_conv == "unfold":
-            unfold_fsmn_convs(self.model)
+        if fsmn_conv != "conv":
+            unfold_fsmn_convs(self.model, fsmn_conv)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)

@@ -45,7 +45,7 @@ def quantize_linear(*models: Any, mode: str, device: str) -> None:
             )
 
 
-FSMN_CONVS = ("conv", "unfold")
+FSMN_CONVS = ("conv", "unfold", "native")
 
 
 class UnfoldDepthwiseConv1d(torch.nn.Module):
@@ -68,14 +68,30 @@ class UnfoldDepthwiseConv1d(torch.nn.Module):
         return torch.einsum("bctk,ck->bct", taps, self.weight[:, 0, :])
 
 
-def unfold_fsmn_convs(model: torch.nn.Module) -> int:
-    """Swap every FSMN block's depthwise Conv1d for `UnfoldDepthwiseConv1d`; how many."""
+class NativeDepthwiseConv1d(torch.nn.Module):
+    """An FSMN memory block's `Conv1d` run with cuDNN switched off, so that PyTorch's
+    own depthwise kernel computes it (same weights, same call). The flag is
+    process-wide while the call runs; on the CPU it changes nothing."""
+
+    def __init__(self, conv: torch.nn.Conv1d) -> None:
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.backends.cudnn.flags(enabled=False):
+            return self.conv(x)
+
+
+def unfold_fsmn_convs(model: torch.nn.Module, kind: str = "unfold") -> int:
+    """Swap every FSMN block's depthwise Conv1d for `UnfoldDepthwiseConv1d` (or, with
+    kind="native", `NativeDepthwiseConv1d`); how many."""
+    wrap = UnfoldDepthwiseConv1d if kind == "unfold" else NativeDepthwiseConv1d
     swapped = 0
     for module in model.modules():
         conv = getattr(module, "fsmn_block", None)
         if (isinstance(conv, torch.nn.Conv1d) and conv.bias is None
                 and conv.groups == conv.in_channels == conv.out_channels
                 and conv.stride == (1,) and conv.dilation == (1,) and conv.padding == (0,)):
-            module.fsmn_block = UnfoldDepthwiseConv1d(conv)
+            module.fsmn_block = wrap(conv)
             swapped += 1
     return swapped

@@ -103,9 +103,11 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
     assert final.text
 
 
-def test_cuda_unfold_fsmn_tokens_equal_the_cpu_engine(test_models_dir, paraformer_engine, clips):
-    """`--fsmn-conv unfold` (no cuDNN for the FSMN blocks) keeps FunASR's tokens on CUDA."""
-    engine = cuda_engine(test_models_dir, fsmn_conv="unfold")
+@pytest.mark.parametrize("fsmn_conv", ["unfold", "native"])
+def test_cuda_fsmn_conv_variants_keep_the_cpu_engine_tokens(test_models_dir, paraformer_engine,
+                                                            clips, fsmn_conv):
+    """`--fsmn-conv unfold|native` (no cuDNN for the FSMN blocks) keeps FunASR's tokens on CUDA."""
+    engine = cuda_engine(test_models_dir, fsmn_conv=fsmn_conv)
     options = StreamOptions()
     stride = paraformer_engine.chunk_samples(options)
     for clip in ("utt01", "multi"):

@@ -13,7 +13,7 @@ import torch
 from server.config import ParaformerOptions
 from server.engines import load_paraformer
 from streaming.engine import StreamOptions
-from streaming.engines.paraformer_speed import UnfoldDepthwiseConv1d
+from streaming.engines.paraformer_speed import NativeDepthwiseConv1d, UnfoldDepthwiseConv1d
 from tests.streaming.engines.test_paraformer_engine import engine_tokens, reference_tokens
 
 
@@ -44,3 +44,17 @@ def test_unfold_tokens_equal_funasr(unfold_engine, paraformer_engine, data_dir, 
     options = StreamOptions(chunk_size=chunk_size)
     got = engine_tokens(unfold_engine, audio, options, unfold_engine.chunk_samples(options))
     assert got == reference_tokens(paraformer_engine, audio, chunk_size)
+
+
+def test_native_fsmn_option_wraps_every_block_and_keeps_funasr_tokens(
+        test_models_dir, paraformer_engine, data_dir):
+    """`--fsmn-conv native` only switches cuDNN off around the same Conv1d: same tokens."""
+    engine = load_paraformer(ParaformerOptions(
+        str(test_models_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
+        fsmn_conv="native"), device="cpu")
+    blocks = [m.fsmn_block for m in engine.model.modules() if hasattr(m, "fsmn_block")]
+    assert blocks and all(isinstance(b, NativeDepthwiseConv1d) for b in blocks)
+    audio, _ = soundfile.read(data_dir / "utt01.wav", dtype="float32")
+    options = StreamOptions()
+    got = engine_tokens(engine, audio, options, engine.chunk_samples(options))
+    assert got == reference_tokens(paraformer_engine, audio, (5, 10, 5))
