@@ -15,7 +15,8 @@
 #   4. 2pass load sweep of the whole server path (that variant).
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
-# it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here.
+# it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here; STAGES="2pass"
+# BEST=native reruns one stage.
 set -u
 OUT=${OUT:-bench/out/gpu}
 BUDGET_S=${BUDGET_S:-460}
@@ -23,7 +24,10 @@ DEVICE=${DEVICE:-cuda}
 SIZE=${SIZE:-large}
 MODELS=${MODELS:-/tmp/models-$SIZE}
 DURATION=${DURATION:-10}
+STAGES=${STAGES:-tests step online conv batch1 2pass}  # a subset reruns part of it
+BEST=${BEST:-}  # FSMN variant for the load sweeps; default: what the step stage found cheapest
 mkdir -p "$OUT"
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 deadline=$((SECONDS + BUDGET_S))
 log() { echo "=== +${SECONDS}s $*" | tee -a "$OUT/stages.txt"; }
 # at most $1 seconds, and never past the deadline
@@ -47,7 +51,7 @@ ulimit -n 65536
 } 2>&1 | tee "$OUT/gpu.txt"
 
 log "cuda tests (tiny models)"
-[ -n "${SKIP_TESTS:-}" ] || timeout "$(cap 90)" python3 -m pytest -q -p no:cacheprovider \
+want tests && timeout "$(cap 90)" python3 -m pytest -q -p no:cacheprovider \
     -o addopts="" -W default tests/streaming/engines/test_paraformer_cuda.py \
     tests/streaming/engines/test_paraformer_features.py 2>&1 | grep -v INFO | tail -25 \
     | tee "$OUT/cuda_tests.txt"
@@ -55,14 +59,14 @@ log "cuda tests (tiny models)"
 log "$SIZE models"
 timeout "$(cap 120)" python3 -m server.cli make-test-models "$MODELS" --size "$SIZE" 2>&1 | tail -2
 
-log "engine step float16, FSMN Conv1d / unfold / native, steady and varying batch sizes"
-for c in conv unfold native; do
+want step && log "engine step float16, FSMN Conv1d / unfold / native, steady and varying batch sizes"
+want step && for c in conv unfold native; do
     timeout "$(cap 50)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
         --device "$DEVICE" --dtype float16 --fsmn-conv $c --batch-sizes "${STEP:-1000}" \
         --ticks 6 --vary --json "$OUT/step_fp16_$c.json" 2>&1 | quiet "step.txt"
 done
 # the FSMN variant with the lowest cost at varying batch sizes drives the load sweeps
-BEST=$(python3 - "$OUT" <<'PY'
+[ -n "$BEST" ] || BEST=$(python3 - "$OUT" <<'PY'
 import json, pathlib, sys
 cost = {}
 for f in pathlib.Path(sys.argv[1]).glob("step_fp16_*.json"):
@@ -75,12 +79,12 @@ PY
 log "best FSMN variant at varying batch sizes: $BEST"
 cfg() { [ "$1" = conv ] && echo workers-gpu-fp16 || echo "workers-gpu-fp16-$1"; }
 
-load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
+want online && load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
-[ "$BEST" = conv ] || load online-workers-conv 60 --mode online --configs workers-gpu-fp16 \
-    --counts "${COUNTS_CONV:-1000}"
-load online-batch1 40 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
-load "2pass-workers-$BEST" 100 --mode 2pass --configs "$(cfg "$BEST")" \
+want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16 \
+    --counts "${COUNTS_CONV:-500}"
+want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
+want 2pass && load "2pass-workers-$BEST" 100 --mode 2pass --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_2PASS:-500,1000,1500}"
 rm -rf "$OUT/results"
 log "done"

@@ -109,8 +109,10 @@ class ParaformerStreamingEngine:
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
         if fsmn_conv not in FSMN_CONVS:
             raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
-        if fsmn_conv != "conv":
-            unfold_fsmn_convs(self.model, fsmn_conv)
+        if fsmn_conv != "conv":  # every FunASR network here has FSMN (SANM) blocks
+            for model in (online, offline, punc):
+                if model is not None:
+                    unfold_fsmn_convs(funasr_adapter.network(model), fsmn_conv)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)

@@ -58,3 +58,24 @@ def test_native_fsmn_option_wraps_every_block_and_keeps_funasr_tokens(
     options = StreamOptions()
     got = engine_tokens(engine, audio, options, engine.chunk_samples(options))
     assert got == reference_tokens(paraformer_engine, audio, (5, 10, 5))
+
+
+def test_fsmn_option_reaches_the_offline_and_punctuation_models(test_models_dir, data_dir):
+    """The final pass has FSMN blocks too (offline SANM encoder, CT-Transformer): the
+    option swaps them as well, and the finals are the ones `Conv1d` gives."""
+    from streaming.engine import FinalRequest
+
+    def engine(kind):
+        return load_paraformer(ParaformerOptions(
+            str(test_models_dir / "paraformer-streaming"),
+            offline_model=str(test_models_dir / "paraformer-offline"),
+            punc_model=str(test_models_dir / "ct-punc"), fsmn_conv=kind), device="cpu")
+
+    native, conv = engine("native"), engine("conv")
+    for model in (native.offline, native.punctuator.model):
+        blocks = [m.fsmn_block for m in model.model.modules() if hasattr(m, "fsmn_block")]
+        assert blocks and all(isinstance(b, NativeDepthwiseConv1d) for b in blocks)
+    audio, _ = soundfile.read(data_dir / "multi.wav", dtype="float32")
+    (got,) = native.finalize([FinalRequest(audio)])
+    (want,) = conv.finalize([FinalRequest(audio)])
+    assert got.text == want.text and got.text
