@@ -77,11 +77,11 @@ print(min(cost, key=cost.get) if cost else "unfold")
 PY
 )
 log "best FSMN variant at varying batch sizes: $BEST"
-cfg() { [ "$1" = conv ] && echo workers-gpu-fp16 || echo "workers-gpu-fp16-$1"; }
+cfg() { echo "workers-gpu-fp16-$1"; }
 
 want online && load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
-want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16 \
+want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16-conv \
     --counts "${COUNTS_CONV:-500}"
 want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
 want 2pass && load "2pass-workers-$BEST" 100 --mode 2pass --configs "$(cfg "$BEST")" \

@@ -85,6 +85,9 @@ CONFIGS = {
     # the whole server path: front-end worker processes (--workers auto) around one engine
     "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],
+    # the same with the FSMN convolutions on cuDNN (the default is cuDNN off on CUDA)
+    "workers-gpu-fp16-conv": ["--workers", "auto", "--max-batch-size", "4096",
+                              "--max-wait-ms", "50", "--dtype", "float16", "--fsmn-conv", "conv"],
     # the same with the FSMN convolutions as unfold + weighted sum (no cuDNN plan per shape)
     "workers-gpu-fp16-unfold": ["--workers", "auto", "--max-batch-size", "4096",
                                 "--max-wait-ms", "50", "--dtype", "float16",

@@ -82,7 +82,7 @@ class ParaformerStreamingEngine:
     "funasr" runs FunASR's own frontend stream by stream (the reference).
     `fsmn_conv="unfold"` computes the FSMN blocks' depthwise convolutions as an
     unfold and a weighted sum, and "native" runs them with cuDNN off (PyTorch's own
-    depthwise kernel); same tokens, meant for GPUs (bench/RESULTS.md).
+    depthwise kernel); same tokens. "auto": native on CUDA, conv elsewhere (bench/RESULTS.md).
     """
 
     name = "paraformer"
@@ -91,7 +91,7 @@ class ParaformerStreamingEngine:
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
         bucket_batches: bool | None = None, frontend: str = "batched",
-        fsmn_conv: str = "conv",
+        fsmn_conv: str = "auto",
     ) -> None:
         funasr_adapter.check_funasr()
         for model, role in ((online, "online"), (offline, "offline"), (punc, "punctuation")):
@@ -107,6 +107,10 @@ class ParaformerStreamingEngine:
         if quantize is not None:
             quantize_linear(online, offline, mode=quantize, device=device)
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
+        if fsmn_conv == "auto":
+            # On an H200 cuDNN's depthwise kernels cost 3x more when the batch size
+            # changes every step, as in a live server (bench/RESULTS.md); the CPU has no cuDNN.
+            fsmn_conv = "native" if str(device).startswith("cuda") else "conv"
         if fsmn_conv not in FSMN_CONVS:
             raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
         if fsmn_conv != "conv":  # every FunASR network here has FSMN (SANM) blocks

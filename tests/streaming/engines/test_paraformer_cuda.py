@@ -20,7 +20,7 @@ FP16_MAX_EDIT_RATE = 0.05
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def cuda_engine(models_dir, dtype=None, fsmn_conv="conv"):
+def cuda_engine(models_dir, dtype=None, fsmn_conv="auto"):
     from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
@@ -103,10 +103,10 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
     assert final.text
 
 
-@pytest.mark.parametrize("fsmn_conv", ["unfold", "native"])
+@pytest.mark.parametrize("fsmn_conv", ["conv", "unfold", "native"])
 def test_cuda_fsmn_conv_variants_keep_the_cpu_engine_tokens(test_models_dir, paraformer_engine,
                                                             clips, fsmn_conv):
-    """`--fsmn-conv unfold|native` (no cuDNN for the FSMN blocks) keeps FunASR's tokens on CUDA."""
+    """Every `--fsmn-conv` variant (cuDNN, unfold, cuDNN off) keeps FunASR's tokens on CUDA."""
     engine = cuda_engine(test_models_dir, fsmn_conv=fsmn_conv)
     options = StreamOptions()
     stride = paraformer_engine.chunk_samples(options)
