@@ -106,16 +106,21 @@ def window_metrics(first: Snapshot, last: Snapshot) -> dict:
     def delta(key: str) -> float:
         return b.get(key, 0) - a.get(key, 0)
 
-    frames = delta("frames")
+    # with --workers N the audio frames are the workers': their loops, summed
+    workers = "worker_frames" in b
+    frames = delta("worker_frames" if workers else "frames")
+    frame_s = delta("worker_frame_s" if workers else "frame_s")
     batches = delta("online_batches")
     return {
         "window_s": round(wall, 2),
         "online_busy": round(delta("online_busy_s") / wall, 3),
         "final_busy": round(delta("final_busy_s") / wall, 3),
-        "loop_busy": round(delta("loop_cpu_s") / wall, 3),
+        "loop_busy": round(delta("loop_cpu_s") / wall, 3),  # the engine process's with workers
         "loop_lag_ms_p95": b.get("loop_lag_ms_p95"),  # the server's last minute
         "loop_lag_ms_max": b.get("loop_lag_ms_max"),
-        "frame_us": round(1e6 * delta("frame_s") / frames, 2) if frames else None,
+        "worker_loops_busy": round(delta("worker_loop_cpu_s") / wall, 3) if workers else None,
+        "worker_loop_lag_ms_p95_max": b.get("worker_loop_lag_ms_p95_max"),
+        "frame_us": round(1e6 * frame_s / frames, 2) if frames else None,
         "frames_per_s": round(frames / wall, 1),
         "chunks_per_s": round(delta("online_chunks") / wall, 2),
         "mean_batch": round(delta("online_chunks") / batches, 2) if batches else 0.0,

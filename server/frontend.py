@@ -63,6 +63,7 @@ class FrontendServer(CaptionServer):
         self.engine = RemoteEngine(self.face, self.link)
         self.runner = RemoteRunner(self.link)
         self.link.send(("hello", self.index))
+        self.loop_monitor.start()  # this process's per-frame cost, for the engine's /health
         self._spawn(self._receive(), self._push_stats())
         await self.listen(reuse_port=True, process_response=self._tag_response)
         self.link.send(("ready", self.index))
@@ -91,7 +92,7 @@ class FrontendServer(CaptionServer):
     async def _push_stats(self) -> None:
         while True:
             self.link.send(("stats", len(self.connections), self.rooms.viewer_count(),
-                            self.live_streams()))
+                            self.live_streams(), self.loop_monitor.health()))
             await asyncio.sleep(STATS_INTERVAL_S)
 
     def _on_messages(self, messages: list[tuple]) -> None:
@@ -140,6 +141,7 @@ class FrontendServer(CaptionServer):
         await self.drain()
 
     async def stop(self) -> None:
+        await self.loop_monitor.stop()
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -68,6 +68,7 @@ class WorkerChannel:
         self.connections = 0
         self.viewers = 0
         self.live = 0
+        self.loop: dict[str, float | int] = {}  # the worker's LoopMonitor.health()
 
 
 class RemoteJob:
@@ -255,7 +256,7 @@ class MultiWorkerServer:
             for other in self.channels.values():
                 other.link.send(("room", *fields))
         elif kind == "stats":
-            channel.connections, channel.viewers, channel.live = fields
+            channel.connections, channel.viewers, channel.live, channel.loop = fields
         elif kind == "ready" and not self._ready[channel.index].done():
             self._ready[channel.index].set_result(None)
 
@@ -269,6 +270,7 @@ class MultiWorkerServer:
             connections=sum(c.connections for c in channels),
             viewers=sum(c.viewers for c in channels),
             live_streams=sum(c.live for c in channels),
+            **worker_loop_figures([c.loop for c in channels]),
         )
         return figures
 
@@ -335,3 +337,20 @@ async def _exited(process: multiprocessing.process.BaseProcess) -> None:
         finally:
             loop.remove_reader(process.sentinel)
     process.join()
+
+
+def worker_loop_figures(loops: list[dict]) -> dict:
+    """The front-end workers' event loops, summed (the audio frames are theirs;
+    the engine process's own loop figures stay under `loop_*` and `frames`)."""
+    loops = [loop for loop in loops if loop]
+    frames = sum(loop["frames"] for loop in loops)
+    frame_s = sum(loop["frame_s"] for loop in loops)
+    return {
+        "worker_frames": frames,
+        "worker_frame_s": round(frame_s, 6),
+        "worker_frame_us": round(1e6 * frame_s / frames, 2) if frames else 0.0,
+        "worker_loop_cpu_s": round(sum(loop["loop_cpu_s"] for loop in loops), 4),
+        "worker_loop_busy_max": max((loop["loop_busy"] for loop in loops), default=0.0),
+        "worker_loop_lag_ms_p95_max": max((loop["loop_lag_ms_p95"] for loop in loops),
+                                          default=0.0),
+    }

@@ -90,6 +90,9 @@ async def test_two_clients_on_different_workers_share_a_room_and_are_served(para
         seen = await viewer
         # /health from any worker: whole-server figures, pushed every 0.5 s
         await wait_for(lambda: health(server)["online_chunks"] > 0)
+        # the audio frames were the workers': their loops' cost reaches /health too
+        sent = 2 * (len(pcm) // 3200)
+        await wait_for(lambda: health(server)["worker_frames"] >= sent)
         figures = health(server)
     for messages in said:  # both admitted, both served: partials, a final, the last flag
         assert any(m["mode"] == "2pass-online" for m in messages)
@@ -101,6 +104,7 @@ async def test_two_clients_on_different_workers_share_a_room_and_are_served(para
     # The same utterance through the same engine: one batch or two, the same text.
     assert len({m["text"] for m in seen}) == 1
     assert figures["workers"] == 2 and figures["batches"] > 0
+    assert figures["worker_frame_us"] > 0 and figures["worker_loop_cpu_s"] > 0
 
 
 async def test_chunks_of_streams_on_different_workers_run_in_one_batch():
