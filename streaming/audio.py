@@ -23,7 +23,9 @@ def pcm16_to_float(data: bytes) -> np.ndarray:
         raise InvalidAudio(
             f"binary frames must hold whole 16-bit samples; got {len(data)} bytes (odd)"
         )
-    return np.frombuffer(data, dtype="<i2").astype(np.float32) / PCM16_SCALE
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
+    samples *= 1 / PCM16_SCALE  # a power of two: the same floats as dividing, one pass less
+    return samples
 
 
 def float_to_pcm16(samples: np.ndarray) -> bytes:
@@ -43,6 +45,10 @@ class StreamResampler:
         self._stream = (
             None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, "float32")
         )
+
+    @property
+    def passthrough(self) -> bool:
+        return self._stream is None
 
     def feed(self, samples: np.ndarray, last: bool = False) -> np.ndarray:
         if self._stream is None:

@@ -46,6 +46,7 @@ class AudioStream:
         self.pre_roll = endpoint.pre_roll_ms * SAMPLE_RATE // 1000
         self.history = AudioHistory()
         self.frame_tail = np.zeros(0, dtype=np.float32)
+        self.pcm_tail = b""  # frame_tail as the client's PCM16 bytes, at 16 kHz input
         self.encoded = bytearray()
         self.utterance: Utterance | None = None
         self.next_segment = 0
@@ -53,7 +54,10 @@ class AudioStream:
     # ---- input -------------------------------------------------------------
 
     def receive_pcm(self, data: bytes, now: float) -> list[Job]:
-        return self._feed(self.resampler.feed(pcm16_to_float(data)), now)
+        samples = pcm16_to_float(data)
+        if self.resampler.passthrough:  # the VAD reads the client's bytes as they are
+            return self._feed(samples, now, self.pcm_tail + data)
+        return self._feed(self.resampler.feed(samples), now)
 
     def receive_encoded(self, data: bytes, max_bytes: int) -> None:
         """Part of an uploaded file; it is decoded whole when the stream ends."""
@@ -78,11 +82,15 @@ class AudioStream:
 
     # ---- segmentation ------------------------------------------------------
 
-    def _feed(self, samples: np.ndarray, now: float) -> list[Job]:
+    def _feed(self, samples: np.ndarray, now: float, pcm: bytes | None = None) -> list[Job]:
+        """`pcm`: the same pending audio (tail included) as PCM16 bytes, when there are."""
         jobs: list[Job] = []
         pending = np.concatenate((self.frame_tail, samples))
         usable = len(pending) - len(pending) % FRAME_SAMPLES
-        voiced = self.classifier.classify(pending[:usable])
+        if pcm is None:
+            voiced = self.classifier.classify(pending[:usable])
+        else:
+            voiced = self.classifier.classify_pcm(pcm[: 2 * usable])
         for offset, is_speech in zip(range(0, usable, FRAME_SAMPLES), voiced):
             frame = pending[offset : offset + FRAME_SAMPLES]
             self.history.append(frame)
@@ -93,6 +101,7 @@ class AudioStream:
             if self.utterance is None:
                 self.history.trim_before(self.history.end - self.pre_roll)
         self.frame_tail = pending[usable:].copy()
+        self.pcm_tail = b"" if pcm is None else pcm[2 * usable :]
         return jobs
 
     def _feed_decoded_file(self, now: float) -> list[Job]:

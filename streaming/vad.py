@@ -59,7 +59,11 @@ class FrameClassifier:
 
     def classify(self, frames: np.ndarray) -> list[bool]:
         """Voiced or not, for consecutive whole frames (one PCM16 conversion for all)."""
-        pcm = float_to_pcm16(frames)
+        return self.classify_pcm(float_to_pcm16(frames))
+
+    def classify_pcm(self, pcm: bytes) -> list[bool]:
+        """The same for 16 kHz PCM16 bytes of whole frames: a client's own bytes need
+        no round trip through float (the conversion is exact both ways)."""
         step = 2 * FRAME_SAMPLES
         return [self._vad.is_speech(pcm[i : i + step], SAMPLE_RATE)
                 for i in range(0, len(pcm), step)]

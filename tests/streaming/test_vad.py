@@ -7,6 +7,7 @@ from streaming.vad import (
     FRAME_SAMPLES,
     EndpointDetector,
     EndpointOptions,
+    FrameClassifier,
     SpeechEnded,
     SpeechStarted,
 )
@@ -73,3 +74,19 @@ def test_flush_closes_an_open_utterance_at_stream_end():
     (ended,) = detector.flush(stream_end=12345)
     assert ended.end == 12345 and not ended.forced
     assert detector.flush(20000) == []
+
+
+def test_vad_on_client_pcm16_decides_as_on_its_float_conversion():
+    """16 kHz clients' bytes go to webrtcvad as they are (no float round trip):
+    the decisions must be those of the float path, frame for frame."""
+    from pathlib import Path
+
+    import soundfile
+
+    from streaming.audio import pcm16_to_float
+
+    pcm, _ = soundfile.read(Path(__file__).parents[1] / "data" / "multi.wav", dtype="int16")
+    data = pcm.tobytes()[: 2 * FRAME_SAMPLES * (len(pcm) // FRAME_SAMPLES)]
+    from_bytes = FrameClassifier(2).classify_pcm(data)  # webrtcvad keeps state: one each
+    assert from_bytes == FrameClassifier(2).classify(pcm16_to_float(data))
+    assert 0 < sum(from_bytes) < len(from_bytes)  # speech and pauses both present
