@@ -9,6 +9,7 @@ from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
 from streaming.postprocess.spacing import is_cjk, join_spaced
 
+CHINESE = "的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能"
 # Mixed Chinese and English, as a bilingual speaker's final comes out of the offline model.
 MIXED = ("的一是不了在人有我他 hello world 这个们中来上大为 good morning "
          "和国地到以说时要就出会可也你对生能 see you later")
@@ -23,7 +24,7 @@ def punctuator(test_models_dir) -> Punctuator:
 
 
 def test_punctuator_on_generated_ct_transformer(punctuator):
-    out = punctuator.punctuate("的一是不了在人有我他这个们中来上大为和国地到以说时要就出会可也你对生能")
+    out = punctuator.punctuate(CHINESE)
     assert out.text[-1] in "。？" and len(out.segments) >= 2
     assert "".join(s.text + s.punc for s in out.segments) == out.text
     assert punctuator.punctuate("").text == ""
