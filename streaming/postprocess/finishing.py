@@ -5,7 +5,8 @@ with a CT-Transformer model, Whisper writes its own marks) and hands over the
 punctuated sentences with their times; from there the steps are the same for
 all engines: inverse text normalisation (if the stream asked for it), hotword
 correction, and joining the sentences into the final's text. Sentences are
-finished one by one, so a final's text and its `sentences` hold the same words.
+finished one by one and joined by the one spacing rule (`spacing.join_spaced`),
+so a final's text is exactly its `sentences` (text + punc) joined.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import replace
 from streaming.engine import FinalResult, SentenceStamp, StreamOptions
 from streaming.postprocess.hotwords import HotwordCorrector
 from streaming.postprocess.itn import InverseNormalizer
+from streaming.postprocess.spacing import join_spaced
 
 
 class FinalFinisher:
@@ -35,7 +37,7 @@ class FinalFinisher:
             replace(s, text=self._text(s.text, options.itn, corrector)) for s in sentences
         )
         return FinalResult(
-            text=join_sentences([s.text + s.punc for s in finished]),
+            text=join_spaced(s.text + s.punc for s in finished),
             token_spans_ms=tuple(token_spans_ms),
             sentences=finished,
         )
@@ -45,18 +47,3 @@ class FinalFinisher:
             text = self.itn.normalize(text)
         return corrector.correct(text)
 
-
-def join_sentences(pieces: Sequence[str]) -> str:
-    """Sentences joined as written: a space before one that starts with a
-    non-CJK character ("你好。 Hello."), none before CJK ("Hello.你好。")."""
-    out = ""
-    for piece in pieces:
-        if out and piece and not _is_cjk(piece[0]):
-            out += " "
-        out += piece
-    return out
-
-
-def _is_cjk(char: str) -> bool:
-    # CJK punctuation, kana and ideographs; full-width forms.
-    return "\u3000" <= char <= "\u9fff" or "\uff00" <= char <= "\uffef"

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streaming.postprocess.spacing import join_spaced
+
 # CT-Transformer emits full-width marks; after an English word FunASR writes ASCII ones.
 _ASCII_PUNC = {"，": ",", "。": ".", "？": "?", "、": ",", "！": "!"}
 _SENTENCE_END = ("。", "？", "！")
@@ -40,12 +42,7 @@ def _is_ascii_word(word: str) -> bool:
 
 def join_words(words: Sequence[str]) -> str:
     """CJK characters joined directly, a space between two English words."""
-    out = ""
-    for word in words:
-        if out and _is_ascii_word(word) and _is_ascii_word(out[-1]):
-            out += " "
-        out += word
-    return out
+    return join_spaced(words)
 
 
 def mark_for(punc_list: Sequence[str], punc_id: int, word: str) -> str:
@@ -74,10 +71,5 @@ def segments_from_marks(words: Sequence[str], marks: Sequence[str]) -> list[Segm
 
 
 def render_segments(segments: Sequence[Segment]) -> str:
-    out = ""
-    for seg in segments:
-        piece = seg.text + seg.punc
-        if out and _is_ascii_word(piece) and out[-1] in ".?!,":
-            out += " "
-        out += piece
-    return out
+    """Segments joined as a final's sentences are (`spacing.join_spaced`)."""
+    return join_spaced(seg.text + seg.punc for seg in segments)

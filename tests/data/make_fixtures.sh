@@ -11,6 +11,8 @@
 #                           1.2 s of digital silence between sentences, 0.5 s trailing
 #   multi_48k.wav           multi.wav at 48 kHz (for resampling tests)
 #   utt01.mp3, utt01.flac   utt01.wav encoded as MP3 / FLAC (server-side decoding)
+#   engine_short.wav,       the speech the Paraformer engine tests feed the generated
+#   engine_sentence.wav     models (tests/streaming/engines/conftest.py), like uttNN.wav
 #   references.json         exact text given to espeak-ng, per file
 #                           ({"uttNN.wav": "text", "multi.wav": ["s1", "s2", "s3"]})
 #
@@ -41,6 +43,11 @@ UTTS=(
     "en-gb|175|The children are playing in the garden."
     "en-us+f3|145|Where is the nearest train station?"
 )
+# Engine-test clips: "name|voice|speed_wpm|text" (same processing as the utterances).
+ENGINE_CLIPS=(
+    "engine_short|en|175|hello there"
+    "engine_sentence|en|175|live captions for the meeting room, on one GPU box"
+)
 # Sentences of multi.wav, in order.
 MULTI=(
     "en-us|165|Good morning everyone and welcome to the meeting."
@@ -67,6 +74,14 @@ n=0
 for spec in "${UTTS[@]}"; do
     n=$((n + 1))
     name="$(printf 'utt%02d.wav' "$n")"
+    synth "$spec" "$TMP/speech.wav"
+    sox -D "$TMP/speech.wav" -b 16 "$OUT_DIR/$name" pad "$EDGE_PAD" "$EDGE_PAD"
+    refs+=$'\n'"  $(json_str "$name"): $(json_str "${spec#*|*|}"),"
+done
+
+for clip in "${ENGINE_CLIPS[@]}"; do
+    name="${clip%%|*}.wav"
+    spec="${clip#*|}"
     synth "$spec" "$TMP/speech.wav"
     sox -D "$TMP/speech.wav" -b 16 "$OUT_DIR/$name" pad "$EDGE_PAD" "$EDGE_PAD"
     refs+=$'\n'"  $(json_str "$name"): $(json_str "${spec#*|*|}"),"
@@ -101,4 +116,4 @@ sox -D "$OUT_DIR/utt01.wav" -C 64 "$OUT_DIR/utt01.mp3"
 sox -D "$OUT_DIR/utt01.wav" -C 8 "$OUT_DIR/utt01.flac"
 
 echo "fixtures written to $OUT_DIR:"
-(cd "$OUT_DIR" && ls -l utt*.wav multi.wav multi_48k.wav utt01.mp3 utt01.flac references.json)
+(cd "$OUT_DIR" && ls -l utt*.wav engine_*.wav multi.wav multi_48k.wav utt01.mp3 utt01.flac references.json)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
+from streaming.postprocess.spacing import join_spaced
 from tests.streaming.engines.funasr_reference import funasr_tokens
 
 CHUNK_SIZES = [(5, 10, 5), (0, 10, 5)]
@@ -93,7 +94,8 @@ def test_finalize_returns_punctuated_text_with_sentences(paraformer_engine, spee
     assert final.text
     assert final.text[-1] in "。？.?"
     assert final.sentences and all(s.punc for s in final.sentences)
-    assert "".join(s.text + s.punc for s in final.sentences) == final.text.replace(" ", "")
+    # One spacing rule: the text is exactly its sentences joined (docs/design.md §4).
+    assert final.text == join_spaced(s.text + s.punc for s in final.sentences)
     assert final.token_spans_ms
     ends = [s.end_ms for s in final.sentences]
     assert ends == sorted(ends)
