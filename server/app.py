@@ -12,26 +12,27 @@ import json
 import logging
 import signal
 from collections.abc import Sequence
-from urllib.parse import unquote
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from server.config import ServerConfig
 from server.connection import CaptionConnection
 from server.engine_thread import EngineThread
+from server.gate import Gate, viewer_room
 from server.loop_monitor import LoopMonitor
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
 from streaming.admission import AdmissionController
 from streaming.engine import Engine
+from streaming.errors import POLICY_VIOLATION
 from streaming.session import CaptionSession
 
 log = logging.getLogger("captiond.server")
 
 SUBPROTOCOL = "binary"  # what FunASR's clients ask for
-ROOMS_PREFIX = "/rooms/"
 
 
 class CaptionServer:
@@ -48,6 +49,7 @@ class CaptionServer:
     def _init_front(self) -> None:
         self.connections: set[CaptionConnection] = set()
         self.rooms = RoomRegistry()
+        self.gate = Gate(self.config.access, self.config.connection_limits)  # docs/security.md
         self.draining = False
         self._server: Server | None = None
         self._runner_task: asyncio.Task | None = None
@@ -86,16 +88,28 @@ class CaptionServer:
             # No permessage-deflate: PCM barely compresses, and inflating every
             # audio frame on the event loop showed up in its profile under load.
             compression=None,
+            ssl=self.config.tls.context() if self.config.tls else None,
             **options,
         )
-        log.info("captiond listening on ws://%s:%d (engine %s)", self.config.host, self.port,
+        log.info("captiond listening on %s://%s:%d (engine %s)",
+                 "wss" if self.config.tls else "ws", self.config.host, self.port,
                  self.engine.name)
 
     async def _handle(self, websocket: ServerConnection) -> None:
-        path = websocket.request.path.split("?", 1)[0]
-        if path.startswith(ROOMS_PREFIX):
-            await self.rooms.serve_viewer(unquote(path[len(ROOMS_PREFIX):]), websocket)
+        if not self.gate.take_address(websocket):
+            await _refuse(websocket, "too_many_connections",
+                          "too many connections from your address; close some and retry")
             return
+        try:  # the address is counted inside try/finally (docs/design.md §8)
+            room = viewer_room(websocket.request.path)
+            if room is not None:
+                await self.rooms.serve_viewer(room, websocket)
+            else:
+                await self._handle_speaker(websocket)
+        finally:
+            self.gate.give_back_address(websocket)
+
+    async def _handle_speaker(self, websocket: ServerConnection) -> None:
         loop = asyncio.get_running_loop()
         session = CaptionSession(
             self.engine, self.config.endpoint, self.config.limits, now=loop.time()
@@ -103,20 +117,23 @@ class CaptionServer:
         connection = CaptionConnection(websocket, session, self.runner,
                                        self.config.idle_timeout_s, self._publish,
                                        self._admit, self.loop_monitor.frames)
+        connection.authorize = lambda s: self.gate.stream_refusal(websocket.request, s)
+        connection.on_error = self.gate.count_error
         self.connections.add(connection)
         try:  # counted inside try/finally so a failed handshake never leaks (docs/design.md §8)
             await connection.run()
         finally:
             self.connections.discard(connection)
+            self.gate.forget(session)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.path.split("?")[0] == "/health":
-            return _json_response(connection, self.health())
+            return _json_response(connection, self.gate.health_view(request, self.health()))
         if "upgrade" not in request.headers.get("Connection", "").lower():
             return respond_static(connection, request.path)
         if self.draining:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
-        return None
+        return self.gate.handshake_refusal(connection, request)
 
     def _publish(self, room: str, message: dict, text: str, utterance_final: bool) -> None:
         self.rooms.publish(room, message, text, utterance_final)
@@ -187,6 +204,15 @@ async def stop_signal() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
+
+
+async def _refuse(websocket: ServerConnection, code: str, message: str) -> None:
+    """An error message, then close 1008 (docs/design.md §4)."""
+    try:
+        await websocket.send(json.dumps({"error": message, "code": code}))
+        await websocket.close(POLICY_VIOLATION, code)
+    except ConnectionClosed:
+        pass
 
 
 async def _until_closed(connection: CaptionConnection) -> None:

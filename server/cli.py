@@ -9,12 +9,20 @@ import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
+from server.auth import exposure_problem
 from server.config import (
     DEFAULT_PORT,
     ModelConfig,
     ParaformerOptions,
     ServerConfig,
     WhisperOptions,
+)
+from server.security_cli import (
+    CONFIG_ERRORS,
+    add_link_command,
+    add_security_arguments,
+    security_from_args,
+    session_limits_from_args,
 )
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
@@ -40,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     _add_serve(commands)
     _add_make_test_models(commands)
+    add_link_command(commands)
     from clients.cli import add_client_commands
 
     add_client_commands(commands)
@@ -115,6 +124,7 @@ def _add_serve(commands) -> None:
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-frame-bytes", type=int, default=SessionLimits.max_frame_bytes)
     lim.add_argument("--idle-timeout", type=float, default=120.0, help="seconds")
+    add_security_arguments(p)
     p.set_defaults(func=_serve)
 
 
@@ -170,9 +180,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             end_silence_ms=args.end_silence_ms,
             max_segment_ms=args.max_segment_ms,
         ),
-        limits=SessionLimits(max_frame_bytes=args.max_frame_bytes),
+        limits=session_limits_from_args(args),
         idle_timeout_s=args.idle_timeout,
         workers=args.workers or 1,
+        **security_from_args(args),
     )
 
 
@@ -183,7 +194,15 @@ def _serve(args: argparse.Namespace) -> int:
     from streaming.engines.funasr_adapter import FunASRMismatch
     from streaming.errors import ModelNotFoundError
 
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except CONFIG_ERRORS as exc:
+        print(f"captiond: {exc}", file=sys.stderr)
+        return 2
+    problem = exposure_problem(config.host, config.access)
+    if problem is not None:  # before loading models: fail in a second, not a minute
+        print(f"captiond: {problem}", file=sys.stderr)
+        return 2
     engine_thread = EngineThread(config.threads)  # loads the models, then runs the online lane
     try:
         engine = engine_thread.call(build_engine, config.models)

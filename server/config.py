@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from server.auth import AccessPolicy
+from server.limits import ConnectionLimits
+from server.tls import TLSFiles
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
@@ -60,3 +63,6 @@ class ServerConfig:
     idle_timeout_s: float = 120.0  # no frame at all for this long: close (docs/design.md §8)
     drain_timeout_s: float = 30.0  # SIGTERM: how long open streams may take to finish
     workers: int = 1  # front-end processes (server/workers.py); 1: all in this process
+    tls: TLSFiles | None = None  # wss:// and https:// on the same port
+    access: AccessPolicy = field(default_factory=AccessPolicy)  # tokens, rooms, origins
+    connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)

@@ -21,8 +21,8 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.loop_monitor import FrameMeter
-from streaming.errors import GOING_AWAY, TRY_AGAIN_LATER
-from streaming.events import Error, Event, Final, Partial, StreamStarted
+from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
+from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamStarted
 from streaming.session import CaptionSession, SessionState
 
 log = logging.getLogger("captiond.connection")
@@ -62,6 +62,10 @@ class CaptionConnection:
         self._progress = asyncio.Event()  # a batch finished for this session
         self._receiver: asyncio.Task | None = None
         self._draining = False
+        # The server's access decision on each stream start (docs/security.md):
+        # (code, message) refuses it with close 1008; and a count of errors sent.
+        self.authorize: Callable[[CaptionSession], tuple[str, str] | None] | None = None
+        self.on_error: Callable[[str], None] | None = None
 
     async def run(self) -> None:
         self.runner.attach(self.session, self._on_results)
@@ -126,6 +130,12 @@ class CaptionConnection:
     async def _decide_admission(self) -> None:
         while self._started:
             self._started.pop(0)
+            refusal = self.authorize(self.session) if self.authorize else None
+            if refusal is not None:  # before any audio is read: nothing else happens
+                self.session.refuse(*refusal, POLICY_VIOLATION)
+                self._collect()
+                self._started.clear()
+                return
             if self.admit is None or not self.session.live:
                 continue  # e.g. a config that also ended its stream: nothing to admit
             reason = await self.admit(self.session)
@@ -170,7 +180,7 @@ class CaptionConnection:
             return protocol.dumps(protocol.to_message(event))
         message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room})
         text = protocol.dumps(message)
-        if config.room and self.publish is not None:
+        if config.room and self.publish is not None and not isinstance(event, EndAcknowledged):
             final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
             self.publish(config.room, message, text, final)
         return text
@@ -179,6 +189,8 @@ class CaptionConnection:
         try:
             await self.websocket.send(text)
             if isinstance(event, Error):
+                if self.on_error is not None:
+                    self.on_error(event.code)
                 log.info("closing %s: %s (%s)", self.websocket.remote_address, event.code,
                          event.message)
                 await self.websocket.close(event.close_code, event.code)

@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from streaming.events import Error, Event, Final, Partial, StreamEnd
+from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamEnd
 
 
 def to_message(event: Event, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     if isinstance(event, Error):
         return {"error": event.message, "code": event.code}
+    if isinstance(event, EndAcknowledged):
+        return _end_acknowledgement(event)
     if isinstance(event, StreamEnd):
         message = {"mode": event.mode, "wav_name": event.wav_name, "text": "", "is_final": True}
     elif isinstance(event, Partial):
@@ -59,6 +61,9 @@ def _final(event: Final) -> dict[str, Any]:
         "segment": event.segment,
         "start": event.start_ms,
         "end": event.end_ms,
+        # FunASR's C++ 2pass server names a final's span start_time / end_time (ms).
+        "start_time": event.start_ms,
+        "end_time": event.end_ms,
         # FunASR sends timestamp as a JSON-encoded string of [[start, end], …] in ms.
         "timestamp": json.dumps([list(span) for span in event.token_spans_ms]),
         "stamp_sents": [
@@ -72,3 +77,12 @@ def _final(event: Final) -> dict[str, Any]:
             for sentence in event.sentences
         ],
     }
+
+
+def _end_acknowledgement(event: EndAcknowledged) -> dict[str, Any]:
+    # FunASR's Python server: is_final says whether the stream finished cleanly.
+    message = {"mode": event.mode, "wav_name": event.wav_name,
+               "is_final": event.error is None, "is_end": True}
+    if event.error is not None:
+        message["error"] = event.error
+    return message

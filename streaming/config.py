@@ -19,10 +19,12 @@ from streaming.errors import InvalidConfig, InvalidJSON
 MODES = ("online", "offline", "2pass")
 PCM = "pcm"
 # Container formats decoded server-side (PyAV) once the whole file has arrived.
-ENCODED_FORMATS = ("wav", "mp3", "flac", "m4a", "mp4", "aac", "ogg", "opus", "webm")
+# "others" is what FunASR's client sends for any file that is not .pcm or .wav:
+# the decoder sniffs the container from its bytes whatever the name says.
+ENCODED_FORMATS = ("wav", "mp3", "flac", "m4a", "mp4", "aac", "ogg", "opus", "webm", "others")
 MIN_RATE, MAX_RATE = 8000, 192000
 MAX_CHUNK_UNITS = 100  # 6 s chunks; beyond that "streaming" stops meaning anything
-MAX_HOTWORDS = 200
+MAX_HOTWORDS = 200  # the default of SessionLimits.max_hotwords; the session checks it
 MAX_HOTWORD_CHARS = 64
 ROOM_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # it becomes a URL path segment
 
@@ -123,8 +125,10 @@ def _whole_number(value: Any) -> int | None:
 
 
 def parse_hotwords(value: Any) -> dict[str, int]:
-    """Hotwords as FunASR sends them: a JSON string of {word: weight}, or a plain
-    space/newline separated list (weight 20, FunASR's default), or a dict."""
+    """Hotwords as FunASR sends them: a JSON string of {word: weight}, a
+    comma-separated list (FunASR's current file client; phrases may hold
+    spaces), a plain space/newline separated list (weight 20, FunASR's
+    default), or a dict."""
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("{"):
@@ -132,12 +136,12 @@ def parse_hotwords(value: Any) -> dict[str, int]:
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:
                 raise InvalidConfig(f"hotwords is not valid JSON: {exc}") from None
+        elif "," in stripped:
+            value = {word.strip(): 20 for word in stripped.split(",") if word.strip()}
         else:
             value = {word: 20 for word in stripped.split()}
     if not isinstance(value, dict):
         raise InvalidConfig('hotwords must be a JSON object {"word": weight} or a word list')
-    if len(value) > MAX_HOTWORDS:
-        raise InvalidConfig(f"at most {MAX_HOTWORDS} hotwords; got {len(value)}")
     hotwords = {}
     for word, weight in value.items():
         bad_weight = isinstance(weight, bool) or not isinstance(weight, int | float)

@@ -62,3 +62,21 @@ class Overloaded(ClientError):
 
     code = "overloaded"
     close_code = TRY_AGAIN_LATER
+
+
+class TooManyHotwords(TooBig):
+    code = "too_many_hotwords"
+
+
+class StreamTooLong(ClientError):
+    """The stream reached the server's maximum duration (docs/security.md)."""
+
+    code = "stream_too_long"
+    close_code = POLICY_VIOLATION
+
+
+class FasterThanRealTime(ClientError):
+    """A live stream's audio ran further ahead of the clock than the server buffers."""
+
+    code = "faster_than_real_time"
+    close_code = POLICY_VIOLATION

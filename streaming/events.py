@@ -57,11 +57,23 @@ class StreamEnd:
 
 
 @dataclass(frozen=True)
-class StreamStarted:
-    """A live (real-time) stream began; the server admits or refuses it (docs/design.md §8)."""
+class EndAcknowledged:
+    """Answers an end that carried `is_end`, after the stream's last final, as
+    FunASR's Python server does; `error` says why the stream failed, if it did."""
 
-    mode: str  # the config's mode: "online" or "2pass"
+    mode: str  # the stream's own mode ("2pass", not "2pass-offline"), as FunASR sends it
     wav_name: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    """A stream began: the server authorises it and, if live (real-time), admits
+    or refuses it (docs/design.md §8)."""
+
+    mode: str  # the config's mode
+    wav_name: str
+    live: bool = True  # online / 2pass; offline uploads are not real-time
 
 
 @dataclass(frozen=True)
@@ -73,4 +85,4 @@ class Error:
     close_code: int  # docs/design.md §4: 1003, 1007, 1008, 1009, 1011, 1013
 
 
-Event = Partial | Final | StreamEnd | Error | StreamStarted
+Event = Partial | Final | StreamEnd | EndAcknowledged | Error | StreamStarted

@@ -85,4 +85,13 @@ class EndMarker:
     config: StreamConfig
 
 
+@dataclass
+class EndAckMarker:
+    """Queued after a stream's last job when the client's end carried `is_end`:
+    FunASR's current clients wait for this acknowledgement (docs/design.md §4)."""
+
+    config: StreamConfig
+
+
 Job = OnlineJob | FinalJob
+Marker = EndMarker | EndAckMarker  # queue entries that emit a message, not model work

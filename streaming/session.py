@@ -26,23 +26,27 @@ import enum
 from collections import deque
 from dataclasses import dataclass, replace
 
-from streaming.config import StreamConfig, parse_config, parse_message
+from streaming.config import MAX_HOTWORDS, StreamConfig, parse_config, parse_message
 from streaming.engine import ChunkResult, Engine, FinalResult
 from streaming.errors import (
     INTERNAL_ERROR,
     POLICY_VIOLATION,
     AudioBeforeConfig,
     ClientError,
+    FasterThanRealTime,
     InvalidAudio,
     Overloaded,
+    StreamTooLong,
     TooBig,
+    TooManyHotwords,
 )
-from streaming.events import Error, Event, StreamStarted
+from streaming.events import EndAcknowledged, Error, Event, StreamStarted
 from streaming.jobs import (
-    EndMarker,
+    EndAckMarker,
     FinalJob,
     Job,
     JobKind,
+    Marker,
     OnlineJob,
     Utterance,
     may_start,
@@ -69,6 +73,11 @@ class SessionLimits:
     max_frame_bytes: int = 4 * 1024 * 1024  # docs/design.md §8: huge frames are refused (1009)
     max_file_bytes: int = 200 * 1024 * 1024  # a whole encoded upload (offline files)
     max_queued_jobs: int = 400  # ~4 min of audio waiting for the model: we are overloaded
+    max_hotwords: int = MAX_HOTWORDS
+    max_stream_s: float | None = None  # audio seconds in one stream; None: no cap
+    # A live stream may run this far ahead of the clock (a client's send buffer
+    # catching up); beyond it the client is flooding, not streaming.
+    max_audio_ahead_s: float = 60.0
 
 
 class CaptionSession:
@@ -85,10 +94,12 @@ class CaptionSession:
         self.state = SessionState.AWAIT_CONFIG
         self.config: StreamConfig | None = None
         self._stream: AudioStream | None = None
-        self._queue: deque[Job | EndMarker] = deque()
+        self._queue: deque[Job | Marker] = deque()
         self._in_flight: dict[JobKind, Job] = {}  # at most one per kind (jobs.BLOCKED_BY)
         self._events: list[Event] = []
         self.last_activity = now
+        self._received_samples = 0  # PCM samples of the open stream, at its audio_fs
+        self._first_audio_at: float | None = None
 
     # ---- input -------------------------------------------------------------
 
@@ -156,12 +167,15 @@ class CaptionSession:
             # Mid-stream only `is_speaking: false` means something; other keys
             # (FunASR clients resend a few) are ignored.
             if message.get("is_speaking") is False:
-                self._on_end(now)
+                self._on_end(now, acknowledge=message.get("is_end") is True)
             return
         config = parse_config(message)
+        if len(config.hotwords) > self.limits.max_hotwords:
+            raise TooManyHotwords(f"at most {self.limits.max_hotwords} hotwords; "
+                                  f"got {len(config.hotwords)}")
         self._start_stream(config)
         if message.get("is_speaking") is False:  # a config that also ends: empty stream
-            self._on_end(now)
+            self._on_end(now, acknowledge=message.get("is_end") is True)
 
     def _start_stream(self, config: StreamConfig) -> None:
         """The one place a stream starts (its start event, if any, goes here)."""
@@ -169,8 +183,9 @@ class CaptionSession:
         stride = self.engine.chunk_samples(config.options)
         self._stream = AudioStream(config, self.endpoint, stride, self.engine.new_stream)
         self.state = SessionState.STREAMING
-        if self.live:  # docs/design.md §8: the server admits or refuses it before any audio
-            self._events.append(StreamStarted(config.mode, config.wav_name))
+        self._received_samples, self._first_audio_at = 0, None
+        # docs/design.md §8: the server authorises it, and admits a live one, before any audio
+        self._events.append(StreamStarted(config.mode, config.wav_name, live=self.live))
 
     def _on_audio(self, data: bytes, now: float) -> None:
         self.last_activity = now
@@ -185,19 +200,40 @@ class CaptionSession:
         if self._stream.config.encoded:
             self._stream.receive_encoded(data, self.limits.max_file_bytes)
             return
+        self._check_pace(len(data) // 2, now)
         self._queue.extend(self._stream.receive_pcm(data, now))
         self._check_backlog()
 
-    def _on_end(self, now: float) -> None:
+    def _on_end(self, now: float, acknowledge: bool = False) -> None:
         self.last_activity = now
         if self.state is not SessionState.STREAMING:
             return  # an end with no stream open: nothing to close
         self._finish_stream(now)
+        if acknowledge:  # after the stream's last job, so after its last final
+            self._queue.append(EndAckMarker(self.config))
 
     def _finish_stream(self, now: float) -> None:
         """Flush everything the stream holds; queue its closing message."""
         self._queue.extend(self._stream.finish(now))
         self.state = SessionState.AWAIT_CONFIG
+
+    def _check_pace(self, samples: int, now: float) -> None:
+        """The stream's duration cap, and (live streams) how far its audio may run
+        ahead of the clock: a bounded buffer, then a clear error (docs/security.md)."""
+        if self._first_audio_at is None:
+            self._first_audio_at = now
+        self._received_samples += samples
+        seconds = self._received_samples / self.config.audio_fs
+        if self.limits.max_stream_s is not None and seconds > self.limits.max_stream_s:
+            raise StreamTooLong(f"streams may last at most {self.limits.max_stream_s:g} s "
+                                "of audio; start a new stream to go on")
+        ahead = seconds - (now - self._first_audio_at)
+        if self.live and ahead > self.limits.max_audio_ahead_s:
+            raise FasterThanRealTime(
+                f"audio is arriving faster than real time ({ahead:.0f} s ahead of the "
+                f"clock; at most {self.limits.max_audio_ahead_s:g} s): send it at its "
+                "own pace, or use mode offline for files"
+            )
 
     def _check_backlog(self) -> None:
         if len(self._queue) > self.limits.max_queued_jobs:
@@ -211,7 +247,7 @@ class CaptionSession:
     @property
     def has_work(self) -> bool:
         """The next job may be taken now (jobs.BLOCKED_BY); a pure query."""
-        if not self._queue or isinstance(self._queue[0], EndMarker):
+        if not self._queue or isinstance(self._queue[0], Marker):
             return False
         return may_start(self._queue[0].kind, self._in_flight)
 
@@ -242,9 +278,13 @@ class CaptionSession:
         self._emit_end_markers()
 
     def fail(self, job: Job, message: str) -> None:
-        """The engine failed on this job: tell the client (no internals), close."""
+        """The engine failed on this job: tell the client (no internals), close.
+        A client waiting for its end acknowledgement gets it, carrying the error."""
         self._in_flight.clear()
+        acks = [m for m in self._queue if isinstance(m, EndAckMarker)]
         self._queue.clear()
+        for ack in acks:
+            self._events.append(EndAcknowledged(ack.config.mode, ack.config.wav_name, message))
         self._close_with(Error("internal_error", message, INTERNAL_ERROR))
 
     def _on_chunk_result(self, job: OnlineJob, result: ChunkResult) -> None:
@@ -257,8 +297,12 @@ class CaptionSession:
 
     def _emit_end_markers(self) -> None:
         """Closing messages at the queue's front go out once nothing runs."""
-        while not self._in_flight and self._queue and isinstance(self._queue[0], EndMarker):
-            self._events.append(stream_end_event(self._queue.popleft().config))
+        while not self._in_flight and self._queue and isinstance(self._queue[0], Marker):
+            marker = self._queue.popleft()
+            if isinstance(marker, EndAckMarker):
+                self._events.append(EndAcknowledged(marker.config.mode, marker.config.wav_name))
+            else:
+                self._events.append(stream_end_event(marker.config))
 
     # ---- output ----------------------------------------------------------------
 

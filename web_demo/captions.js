@@ -2,10 +2,17 @@
 // server messages, room connections that reconnect, URLs and settings.
 // The browser twin of clients/captions.py; keep the two in step.
 
-/** ws(s)://<this host>/<path>: the pages are served by captiond itself. */
+/** ws(s)://<this host>/<path>: the pages are served by captiond itself. The page's own
+ * `token` or signed-link `t` goes along, so a link with credentials just works. */
 export function serverUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${path}`;
+  const own = new URLSearchParams(location.search);
+  const credentials = new URLSearchParams();
+  for (const key of ["token", "t"]) {
+    if (own.has(key)) credentials.set(key, own.get(key));
+  }
+  const query = credentials.toString();
+  return `${scheme}//${location.host}${path}${query ? `?${query}` : ""}`;
 }
 
 /** "/display/board" → "board" (the path segment after the page name). */

@@ -40,15 +40,15 @@ def test_2pass_stream_gives_partials_then_one_final_per_utterance(multi):
 
 
 @pytest.mark.parametrize("mode, live", [("2pass", True), ("online", True), ("offline", False)])
-def test_a_live_stream_reports_its_start_before_anything_else(mode, live):
+def test_every_stream_reports_its_start_before_anything_else(mode, live):
     session = CaptionSession(StrideCountingEngine())
     session.receive_text(json.dumps({"mode": mode, "wav_name": "w"}), now=0.0)
-    started = [StreamStarted(mode, "w")] if live else []
-    assert session.events() == started  # admission is decided on it (docs/design.md §8)
+    # authorisation (every stream) and admission (live ones) are decided on it
+    assert session.events() == [StreamStarted(mode, "w", live=live)]
     session.receive_text(json.dumps({"is_speaking": False}), now=1.0)
     session.receive_text(json.dumps({"mode": mode, "wav_name": "x"}), now=2.0)
-    assert [e for e in session.events() if isinstance(e, StreamStarted)] == (
-        [StreamStarted(mode, "x")] if live else [])
+    assert [e for e in session.events() if isinstance(e, StreamStarted)] == [
+        StreamStarted(mode, "x", live=live)]
 
 
 def test_stream_ending_in_silence_closes_with_an_empty_message(multi):
