@@ -35,3 +35,11 @@ ENGINES = ["paraformer", "whisper"]
 def engine(request):
     """Every real engine, so each meets the same server contract (docs/design.md §7)."""
     return request.getfixturevalue(f"{request.param}_engine")
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory):
+    """A test CA and a localhost certificate it signed (tests/server/certificates.py)."""
+    from tests.server.certificates import make_certificates
+
+    return make_certificates(tmp_path_factory.mktemp("tls"))
