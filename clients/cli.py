@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
+from urllib.parse import quote
 
 DEFAULT_URL = "ws://127.0.0.1:10095"
+TOKEN_ENV = "CAPTIOND_TOKEN"  # the server reads the same variable
 EXIT_ERROR = 1  # the server or the connection failed
 EXIT_USAGE = 2  # bad input: file, device, output format
 EXIT_INTERRUPTED = 130  # quit with a second Ctrl-C, as shells report SIGINT
@@ -37,6 +40,12 @@ def _add_stream_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", action="append", default=[], metavar="FILE",
                    help="write the transcript; format by extension: .txt .json .srt .vtt "
                         "(repeatable)")
+    _add_token_option(p)
+
+
+def _add_token_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--token", default=os.environ.get(TOKEN_ENV),
+                   help=f"the server's access token (default: ${TOKEN_ENV})")
 
 
 def _add_mic(commands: argparse._SubParsersAction) -> None:
@@ -69,16 +78,22 @@ def _add_watch(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("watch", help="show a room's captions in the terminal")
     p.add_argument("room")
     p.add_argument("url", nargs="?", default=DEFAULT_URL,
-                   help=f"captiond server (default {DEFAULT_URL})")
+                   help=f"captiond server (default {DEFAULT_URL}); a signed link's "
+                        "?t=… may be part of it")
+    _add_token_option(p)
     p.set_defaults(func=_watch)
 
 
-def normalize_url(url: str) -> str:
-    """Accept `host:port` and http(s) URLs as well as ws(s)."""
+def normalize_url(url: str, token: str | None = None) -> str:
+    """Accept `host:port` and http(s) URLs as well as ws(s); add `?token=`."""
     for web, ws in (("http://", "ws://"), ("https://", "wss://")):
         if url.startswith(web):
-            return ws + url[len(web):]
-    return url if "://" in url else f"ws://{url}"
+            url = ws + url[len(web):]
+            break
+    url = url if "://" in url else f"ws://{url}"
+    if token:
+        url += ("&" if "?" in url else "?") + "token=" + quote(token, safe="")
+    return url
 
 
 # ---- commands -------------------------------------------------------------------
@@ -90,7 +105,7 @@ def _mic(args: argparse.Namespace) -> int:
 
     if args.list_devices:
         return _run_command(_print_devices)
-    options = MicOptions(normalize_url(args.url), args.mode, args.hotwords, args.room,
+    options = MicOptions(normalize_url(args.url, args.token), args.mode, args.hotwords, args.room,
                          args.speaker, outputs=args.output)
     device = int(args.device) if args.device and args.device.isdigit() else args.device
     if args.input_wav:
@@ -105,7 +120,7 @@ def _mic(args: argparse.Namespace) -> int:
 def _file(args: argparse.Namespace) -> int:
     from clients.file import FileOptions, transcribe_file
 
-    options = FileOptions(args.path, normalize_url(args.url), args.mode, args.realtime,
+    options = FileOptions(args.path, normalize_url(args.url, args.token), args.mode, args.realtime,
                           args.hotwords, args.room, args.speaker, args.output, args.progress)
     return _run_command(lambda: transcribe_file(options))
 
@@ -114,7 +129,8 @@ def _watch(args: argparse.Namespace) -> int:
     from clients.watch import watch_room
 
     # Ctrl-C is how one leaves `watch`: not a failure.
-    return _run_command(lambda: watch_room(normalize_url(args.url), args.room), quit_code=0)
+    url = normalize_url(args.url, args.token)
+    return _run_command(lambda: watch_room(url, args.room), quit_code=0)
 
 
 async def _print_devices() -> None:

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -43,7 +43,10 @@ class Backoff:
 def room_url(url: str, room: str) -> str:
     """`ws://host:port[/anything]` + room → `ws://host:port/rooms/<room>`."""
     parts = urlsplit(url)
-    return urlunsplit((parts.scheme, parts.netloc, f"/rooms/{quote(room, safe='')}", "", ""))
+    # a token or a signed link's t stays (docs/security.md); the rest of the query goes
+    credentials = [(k, v) for k, v in parse_qsl(parts.query) if k in ("token", "t")]
+    path = f"/rooms/{quote(room, safe='')}"
+    return urlunsplit((parts.scheme, parts.netloc, path, urlencode(credentials), ""))
 
 
 class RoomView:
