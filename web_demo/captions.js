@@ -162,7 +162,8 @@ export class RoomConnection {
     socket.onclose = (event) => {
       if (this.stopped) return;
       const wait = Math.round(this.delay * (0.8 + 0.4 * Math.random()));
-      const why = opened ? "disconnected" : "server unreachable";
+      // A refused handshake (expired link, no token) looks the same to a page.
+      const why = opened ? "disconnected" : "server unreachable or access refused";
       this.onStatus("reconnecting", `${why} (${event.code}); reconnecting in ${(wait / 1000).toFixed(1)} s…`);
       this.delay = Math.min(this.delay * 2, this.longestDelay);
       this.timer = setTimeout(() => this.open(), wait);
