@@ -15,6 +15,7 @@ Every refusal and every error sent to a client is counted by its code
 from __future__ import annotations
 
 import json
+import logging
 from collections import Counter
 from urllib.parse import unquote
 
@@ -24,6 +25,8 @@ from websockets.http11 import Request, Response
 from server.auth import AccessControl, AccessPolicy, Refusal
 from server.limits import AddressCounter, ConnectionLimits, client_address
 from streaming.session import CaptionSession, SessionState
+
+log = logging.getLogger("captiond.gate")
 
 ROOMS_PREFIX = "/rooms/"
 
@@ -45,6 +48,9 @@ class Gate:
         if refusal is None:
             return None
         self.counts[refusal.code] += 1
+        log.info("refused %s %s at the handshake: %s (%d)", client_address(
+            connection.remote_address), request.path.split("?", 1)[0], refusal.code,
+            refusal.status)
         response = connection.respond(
             refusal.status, json.dumps({"error": refusal.message, "code": refusal.code}) + "\n")
         response.headers["Content-Type"] = "application/json"
