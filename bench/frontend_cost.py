@@ -38,7 +38,7 @@ from streaming.engine import (
     FinalResult,
     StreamOptions,
 )
-from streaming.session import CaptionSession
+from streaming.session import CaptionSession, SessionLimits
 
 FRAME_MS = 60  # FunASR's clients send one frame every 60 ms (chunk_interval 10)
 RATE = 16000
@@ -96,7 +96,10 @@ def _serve(port_queue) -> None:
     from server.config import ServerConfig
 
     async def main() -> None:
-        server = CaptionServer(ServerConfig(port=0, calibrate=False), NullEngine())
+        # The clients send as fast as they can, on purpose: no real-time pace limit.
+        unpaced = SessionLimits(max_audio_ahead_s=float("inf"))
+        server = CaptionServer(ServerConfig(port=0, calibrate=False, limits=unpaced),
+                               NullEngine())
         await server.start()
         port_queue.put(server.port)
         await asyncio.Event().wait()
