@@ -25,6 +25,7 @@ from server.loop_monitor import LoopMonitor
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
+from server.transcript_http import respond_transcript, viewer_after
 from streaming.admission import AdmissionController
 from streaming.engine import Engine
 from streaming.errors import POLICY_VIOLATION
@@ -48,7 +49,7 @@ class CaptionServer:
 
     def _init_front(self) -> None:
         self.connections: set[CaptionConnection] = set()
-        self.rooms = RoomRegistry()
+        self.rooms = RoomRegistry(self.config.rooms)
         self.gate = Gate(self.config.access, self.config.connection_limits)  # docs/security.md
         self.draining = False
         self._server: Server | None = None
@@ -60,6 +61,7 @@ class CaptionServer:
         return self._server.sockets[0].getsockname()[1]
 
     async def start(self) -> None:
+        await self.rooms.open()
         await self.start_backend()
         await self.listen()
 
@@ -103,7 +105,7 @@ class CaptionServer:
         try:  # the address is counted inside try/finally (docs/design.md §8)
             room = viewer_room(websocket.request.path)
             if room is not None:
-                await self.rooms.serve_viewer(room, websocket)
+                await self.rooms.serve_viewer(room, websocket, viewer_after(websocket.request.path))
             else:
                 await self._handle_speaker(websocket)
         finally:
@@ -116,7 +118,7 @@ class CaptionServer:
         )
         connection = CaptionConnection(websocket, session, self.runner,
                                        self.config.idle_timeout_s, self._publish,
-                                       self._admit, self.loop_monitor.frames)
+                                       self._admit, self.loop_monitor.frames, self.rooms.record)
         connection.authorize = lambda s: self.gate.stream_refusal(websocket.request, s)
         connection.on_error = self.gate.count_error
         self.connections.add(connection)
@@ -126,11 +128,14 @@ class CaptionServer:
             self.connections.discard(connection)
             self.gate.forget(session)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request
+                               ) -> Response | None:
         if request.path.split("?")[0] == "/health":
             return _json_response(connection, self.gate.health_view(request, self.health()))
         if "upgrade" not in request.headers.get("Connection", "").lower():
-            return respond_static(connection, request.path)
+            exported = await respond_transcript(connection, request, self.rooms.store,
+                                                self.gate.access.viewer_refusal)
+            return exported or respond_static(connection, request.path)
         if self.draining:
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return self.gate.handshake_refusal(connection, request)
@@ -188,6 +193,7 @@ class CaptionServer:
             self._runner_task.cancel()
             await asyncio.gather(self._runner_task, return_exceptions=True)
         self.runner.close()
+        await self.rooms.close()  # after the last final was written
 
     async def serve_until_signalled(self) -> None:
         await self.start()

@@ -14,6 +14,7 @@ from server.config import (
     DEFAULT_PORT,
     ModelConfig,
     ParaformerOptions,
+    RoomOptions,
     ServerConfig,
     WhisperOptions,
 )
@@ -24,6 +25,7 @@ from server.security_cli import (
     security_from_args,
     session_limits_from_args,
 )
+from server.store.base import Retention
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
@@ -121,11 +123,35 @@ def _add_serve(commands) -> None:
                    help="front-end processes sharing the port (WebSocket I/O, resampling, "
                         "VAD) beside one engine process; auto: 1 when the model runs on "
                         "the CPU, half the cores on a GPU (docs/workers.md)")
+    _add_room_options(p)
     lim = p.add_argument_group("limits")
     lim.add_argument("--max-frame-bytes", type=int, default=SessionLimits.max_frame_bytes)
     lim.add_argument("--idle-timeout", type=float, default=120.0, help="seconds")
     add_security_arguments(p)
     p.set_defaults(func=_serve)
+
+
+def _add_room_options(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("rooms and transcripts (docs/transcripts.md)")
+    r.add_argument("--store", default=None,
+                   help="where room transcripts are kept: a SQLite file path (default: "
+                        "transcripts.sqlite3 in the user data directory), "
+                        "postgresql://user@host/db, or 'memory' (lost on exit)")
+    r.add_argument("--keep-days", type=float, default=None,
+                   help="delete finals older than this many days (default: keep)")
+    r.add_argument("--keep-finals", type=int, default=None,
+                   help="keep only each room's newest N finals (default: all)")
+    r.add_argument("--viewer-max-finals", type=int, default=RoomOptions.viewer_max_finals,
+                   help="finals a viewer may fall behind before it is closed (it can "
+                        "resume with ?after=<id>)")
+
+
+def _rooms_from_args(args: argparse.Namespace) -> RoomOptions:
+    from server.store import default_store_path
+
+    return RoomOptions(store=args.store or str(default_store_path()),
+                       retention=Retention(args.keep_days, args.keep_finals),
+                       viewer_max_finals=args.viewer_max_finals)
 
 
 def _workers(value: str) -> int | None:
@@ -184,6 +210,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         idle_timeout_s=args.idle_timeout,
         workers=args.workers or 1,
         **security_from_args(args),
+        rooms=_rooms_from_args(args),
     )
 
 

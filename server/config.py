@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from server.auth import AccessPolicy
 from server.limits import ConnectionLimits
+from server.store.base import Retention
 from server.tls import TLSFiles
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
@@ -50,6 +51,15 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class RoomOptions:
+    """Rooms' transcript store and viewers (docs/transcripts.md)."""
+
+    store: str = "memory"  # `captiond serve` defaults to a SQLite file (server/store)
+    retention: Retention = field(default_factory=Retention)
+    viewer_max_finals: int = 500  # unsent finals before a viewer is closed as too slow
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -66,3 +76,4 @@ class ServerConfig:
     tls: TLSFiles | None = None  # wss:// and https:// on the same port
     access: AccessPolicy = field(default_factory=AccessPolicy)  # tokens, rooms, origins
     connection_limits: ConnectionLimits = field(default_factory=ConnectionLimits)
+    rooms: RoomOptions = field(default_factory=RoomOptions)

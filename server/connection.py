@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -21,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.loop_monitor import FrameMeter
+from server.store import StreamInfo
 from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
 from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamStarted
 from streaming.session import CaptionSession, SessionState
@@ -48,10 +51,14 @@ class CaptionConnection:
         publish: Callable[[str, dict[str, Any], str, bool], None] | None = None,
         admit: Callable[[CaptionSession], Awaitable[str | None]] | None = None,
         frame_meter: FrameMeter | None = None,
+        record: Callable[[str, StreamInfo, dict[str, Any]], Awaitable[dict[str, Any]]]
+        | None = None,
     ) -> None:
         self.websocket = websocket
         self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
         self.admit = admit  # the server's admission call: why a live stream is refused
+        self.record = record  # the transcript store: a room final, returned with its id
+        self._stream: tuple[object, StreamInfo] | None = None  # (its config, the stream)
         self.frame_meter = frame_meter or FrameMeter()  # per-frame cost, for /health
         self.session = session
         self.runner = runner
@@ -164,7 +171,7 @@ class CaptionConnection:
             self._collect()
             while self._pending:
                 event = self._pending.popleft()
-                text = self._encode(event)
+                text = await self._encode(event)
                 if socket_open:
                     socket_open = await self._send(event, text)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
@@ -173,17 +180,32 @@ class CaptionConnection:
                     return
                 self._outbox.set()
 
-    def _encode(self, event: Event) -> str:
-        """The event's wire text, serialised once for the client and the room."""
+    async def _encode(self, event: Event) -> str:
+        """The event's wire text, serialised once for the client and the room.
+        A room's final is stored before anyone is sent it (docs/design.md §8)."""
         config = self.session.config
         if config is None or isinstance(event, Error):
             return protocol.dumps(protocol.to_message(event))
-        message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room})
+        if not config.room or self.publish is None:
+            return protocol.dumps(protocol.to_message(event, {"speaker": config.speaker}))
+        stream = self._stream_info(config)
+        message = protocol.to_message(event, {"speaker": config.speaker, "room": config.room,
+                                              "stream": stream.key})
+        final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
+        if final and self.record is not None:
+            message = await self.record(config.room, stream, message)
         text = protocol.dumps(message)
-        if config.room and self.publish is not None and not isinstance(event, EndAcknowledged):
-            final = isinstance(event, Final) or (isinstance(event, Partial) and event.final)
+        if not isinstance(event, EndAcknowledged):
             self.publish(config.room, message, text, final)
         return text
+
+    def _stream_info(self, config: object) -> StreamInfo:
+        """The room stream a config started (a connection may run several in turn)."""
+        if self._stream is None or self._stream[0] is not config:
+            stream = StreamInfo(uuid.uuid4().hex[:12], config.speaker, config.wav_name,
+                                time.time())
+            self._stream = (config, stream)
+        return self._stream[1]
 
     async def _send(self, event: Event, text: str) -> bool:
         try:

@@ -1,90 +1,108 @@
-"""Rooms: fan-out of speakers' captions to read-only viewers (docs/design.md §4).
+"""Rooms: fan-out of speakers' captions to read-only viewers (docs/design.md §4,
+docs/transcripts.md).
 
 A speaker joins by naming a `room` in its config; viewers connect to
-`/rooms/<room>`. Each viewer gets the room's recent finals on join (marked
-`"history": true`) and then every message of every speaker. A slow viewer
-never slows a speaker: each has a bounded queue and its own writer task, and
-one that falls too far behind is closed.
+`/rooms/<room>`, optionally with `?after=<id>`. Each final is written to the
+transcript store first, which gives it the room's next `id`, and only then
+sent to the speaker and published. A viewer gets the room's recent finals on
+join (marked `"history": true`), or with `after` exactly the finals after
+that id, then every live message (server/viewer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
-from dataclasses import dataclass, field
+import time
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from server import protocol
-from streaming.errors import POLICY_VIOLATION
+from server.config import RoomOptions
+from server.store import StreamInfo, TranscriptStore, open_store
+from server.viewer import ViewerFeed, ViewerWriter, close_too_slow
 
 log = logging.getLogger("captiond.rooms")
 
-HISTORY_FINALS = 50
-VIEWER_QUEUE = 1000  # messages; ~10 min of partials for one speaker
-
-
-@dataclass
-class Room:
-    name: str
-    history: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=HISTORY_FINALS))
-    viewers: set[asyncio.Queue[str | None]] = field(default_factory=set)
+PRUNE_INTERVAL_S = 3600.0
 
 
 class RoomRegistry:
-    def __init__(self) -> None:
-        self._rooms: dict[str, Room] = {}
+    def __init__(self, options: RoomOptions | None = None,
+                 store: TranscriptStore | None = None) -> None:
+        self.options = options or RoomOptions()
+        self.store = store or open_store(self.options.store)
+        self._viewers: dict[str, set[ViewerFeed]] = {}
+        self._pruner: asyncio.Task | None = None
 
-    def _room(self, name: str) -> Room:
-        if name not in self._rooms:
-            self._rooms[name] = Room(name)
-        return self._rooms[name]
+    async def open(self) -> None:
+        await self.store.open()
+        retention = self.options.retention
+        if retention.max_age_days is not None or retention.max_finals_per_room is not None:
+            self._pruner = asyncio.create_task(self._keep_pruned(), name="captiond-prune")
 
-    def publish(self, name: str, message: dict[str, Any], text: str, utterance_final: bool) -> None:
+    async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            await asyncio.gather(self._pruner, return_exceptions=True)
+        await self.store.close()
+
+    async def _keep_pruned(self) -> None:
+        while True:
+            deleted = await self.store.prune(self.options.retention, time.time())
+            if deleted:
+                log.info("retention: deleted %d old finals", deleted)
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+
+    async def record(self, room: str, stream: StreamInfo, message: dict[str, Any]
+                     ) -> dict[str, Any]:
+        """Write a final; return it with its room `id`, ready to send. If the
+        store fails the final still goes out live (without an id), logged."""
+        try:
+            final_id = await self.store.append(room, stream, message, time.time())
+        except Exception:
+            log.exception("room %s: could not store a final; sending it unstored", room)
+            return message
+        return {**message, "id": final_id}
+
+    def publish(self, name: str, message: dict[str, Any], text: str,
+                utterance_final: bool = False) -> None:
         """Fan a speaker's message (already encoded as `text`) out to the room's
-        viewers; keep finals for viewers who join later."""
-        room = self._room(name)
-        if utterance_final:
-            room.history.append(message)
-        for queue in list(room.viewers):
-            try:
-                queue.put_nowait(text)
-            except asyncio.QueueFull:
-                room.viewers.discard(queue)
-                queue.put_nowait(None)  # tells the writer to close: too slow
-                log.info("room %s: dropped a viewer that fell behind", name)
+        viewers on this process; finals must have been recorded first."""
+        for feed in self._viewers.get(name, ()):
+            feed.put(message, text)
 
-    async def serve_viewer(self, name: str, websocket: ServerConnection) -> None:
-        room = self._room(name)
-        # +1 leaves room for the close marker when the queue is full
-        queue: asyncio.Queue[str | None] = asyncio.Queue(VIEWER_QUEUE + 1)
-        for message in room.history:
-            queue.put_nowait(protocol.dumps({**message, "history": True}))
-        room.viewers.add(queue)
-        tasks = {asyncio.create_task(_write(queue, websocket)),
-                 asyncio.create_task(_ignore_input(websocket))}
+    async def serve_viewer(self, name: str, websocket: ServerConnection,
+                           after: int | None = None) -> None:
+        feed = ViewerFeed(self.options.viewer_max_finals)
+        # Subscribed before the catch-up is read: a final published meanwhile
+        # is in the feed, in the store, or both (the writer skips repeats).
+        self._viewers.setdefault(name, set()).add(feed)
+        writer = ViewerWriter(name, feed, websocket, self.store)
+        tasks = {asyncio.create_task(writer.run(after)),
+                 asyncio.create_task(_ignore_input(websocket)),
+                 asyncio.create_task(feed.overflowed.wait())}
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            room.viewers.discard(queue)
+            self._viewers[name].discard(feed)
+            if not self._viewers[name]:
+                del self._viewers[name]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        if feed.overflowed.is_set():
+            log.info("room %s: closed a viewer that fell behind (sent up to id %d)",
+                     name, feed.last_sent_id)
+            await close_too_slow(feed, websocket)
 
     def viewer_count(self) -> int:
-        return sum(len(room.viewers) for room in self._rooms.values())
+        return sum(len(feeds) for feeds in self._viewers.values())
 
-
-async def _write(queue: asyncio.Queue[str | None], websocket: ServerConnection) -> None:
-    try:
-        while (text := await queue.get()) is not None:
-            await websocket.send(text)
-        await websocket.close(POLICY_VIOLATION, "viewer too slow")
-    except ConnectionClosed:
-        pass
+    def backlogs(self, name: str) -> list[int]:
+        """Unsent finals per viewer of a room (tests, and /health one day)."""
+        return [feed.pending_finals for feed in self._viewers.get(name, ())]
 
 
 async def _ignore_input(websocket: ServerConnection) -> None:
