@@ -146,15 +146,20 @@ class ViewerWriter:
         if final_id <= self.feed.last_sent_id:
             return  # already sent in the catch-up
         await self._fill_gap(final_id)
-        await self.websocket.send(text)
-        self.feed.last_sent_id = final_id
+        await self._send(final_id, text)
 
     async def _send_final(self, message: dict[str, Any], history: bool) -> None:
         final_id = message.get("id", 0)
         if final_id <= self.feed.last_sent_id:
             return
-        await self.websocket.send(protocol.dumps({**message, "history": history}))
+        await self._send(final_id, protocol.dumps({**message, "history": history}))
+
+    async def _send(self, final_id: int, text: str) -> None:
+        # Counted as sent before the await: send() queues the frame, then waits
+        # for the socket to drain, and a too-slow viewer is cancelled there —
+        # with this frame still on its way to it.
         self.feed.last_sent_id = final_id
+        await self.websocket.send(text)
 
 
 async def close_too_slow(feed: ViewerFeed, websocket: ServerConnection) -> None:
