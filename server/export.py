@@ -39,13 +39,22 @@ def offset_s(final: StoredFinal, origin: float) -> float:
     return final.stream.started_at - origin
 
 
+def span_s(final: StoredFinal, origin: float) -> tuple[float, float]:
+    """The final's start and end on the timeline, whole milliseconds (what
+    every format shows, so a range taken from one export selects the same in
+    another)."""
+    base_ms = round(offset_s(final, origin) * 1000)
+    return (base_ms + final.start_ms) / 1000, (base_ms + final.end_ms) / 1000
+
+
 def cues(finals: list[StoredFinal], origin: float) -> list[Cue]:
+    """Subtitle cues in time order (speakers' streams interleave on the timeline)."""
     found = []
     for final in finals:
-        base = offset_s(final, origin)
+        base = span_s(final, origin)[0] - final.start_ms / 1000
         for text, start_ms, end_ms in _sentences(final):
             found += _split(base + start_ms / 1000, base + end_ms / 1000, final.speaker, text)
-    return found
+    return sorted(found, key=lambda cue: cue.start_s)
 
 
 def _sentences(final: StoredFinal) -> list[tuple[str, int, int]]:
@@ -60,11 +69,11 @@ def _split(start: float, end: float, speaker: str | None, text: str) -> list[Cue
     end = max(end, start + MIN_CUE_SECONDS)
     pieces = max(math.ceil(len(text) / MAX_CUE_CHARS), math.ceil((end - start) / MAX_CUE_SECONDS))
     parts = _split_text(text, pieces)
-    cues, at, total = [], start, sum(len(p) for p in parts) or 1
+    cues, done, total = [], 0, sum(len(p) for p in parts) or 1
     for part in parts:
-        until = at + (end - start) * len(part) / total
-        cues.append(Cue(at, until, speaker, part))
-        at = until
+        at = round(start + (end - start) * done / total, 3)  # whole ms, as SRT/VTT show
+        done += len(part)
+        cues.append(Cue(at, round(start + (end - start) * done / total, 3), speaker, part))
     return cues
 
 
@@ -123,7 +132,7 @@ def _vtt_time(seconds: float) -> str:
 def to_txt(finals: list[StoredFinal], origin: float) -> str:
     lines = []
     for final in finals:
-        at = int(offset_s(final, origin) + final.start_ms / 1000)
+        at = int(span_s(final, origin)[0])
         stamp = f"{at // 3600:02d}:{at // 60 % 60:02d}:{at % 60:02d}"
         who = f" {final.speaker}:" if final.speaker else ""
         lines.append(f"[{stamp}]{who} {final.text}")
@@ -140,8 +149,8 @@ def to_json(room: str, finals: list[StoredFinal], origin: float) -> str:
             "speaker": f.speaker,
             "wav_name": f.stream.wav_name,
             "text": f.text,
-            "start": round(offset_s(f, origin) + f.start_ms / 1000, 3),
-            "end": round(offset_s(f, origin) + f.end_ms / 1000, 3),
+            "start": span_s(f, origin)[0],
+            "end": span_s(f, origin)[1],
             "stream_start_ms": f.start_ms,
             "stream_end_ms": f.end_ms,
             "sentences": f.sentences,
@@ -155,8 +164,7 @@ def in_range(finals: list[StoredFinal], origin: float, since: float | None,
     """The finals that overlap [since, until) seconds of the timeline."""
     kept = []
     for f in finals:
-        start = offset_s(f, origin) + f.start_ms / 1000
-        end = offset_s(f, origin) + f.end_ms / 1000
+        start, end = span_s(f, origin)
         if (since is None or end > since) and (until is None or start < until):
             kept.append(f)
     return kept
