@@ -43,3 +43,10 @@ def certificates(tmp_path_factory: pytest.TempPathFactory):
     from tests.server.certificates import make_certificates
 
     return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(autouse=True)
+def data_dir_in_tmp(tmp_path, monkeypatch):
+    """`captiond serve` keeps transcripts under the user's data directory by
+    default; tests' servers keep theirs in the test's tmp_path."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
