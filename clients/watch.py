@@ -56,6 +56,7 @@ class RoomView:
         self.room = room
         self.board = CaptionBoard()
         self.status = f"connecting to room {room}…"
+        self.last_id: int | None = None  # the newest room id received (where to resume)
         self._styles: dict[str, str] = {}
 
     def style(self, who: str) -> str:
@@ -92,7 +93,9 @@ async def watch_room(url: str, room: str, console: Console | None = None,
     with Live(view, console=console, auto_refresh=False, transient=True) as live:
         delays = None
         while not stop.is_set():
-            connected, reason = await _follow(target, view, live, stop)
+            # resume after the newest final seen: the server sends what was missed
+            resume = target if view.last_id is None else f"{target}?after={view.last_id}"
+            connected, reason = await _follow(resume, view, live, stop)
             if stop.is_set():
                 break
             if connected or delays is None:  # a working link that dropped starts over short
@@ -132,7 +135,10 @@ async def _receive(websocket: ClientConnection, view: RoomView, live: Live,
             await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if not receiving.done():
                 return
-            final = view.board.receive(json.loads(receiving.result()))
+            message = json.loads(receiving.result())
+            if isinstance(message.get("id"), int):
+                view.last_id = message["id"]
+            final = view.board.receive(message)
             if final is not None:
                 live.console.print(view.final_line(final), soft_wrap=True)
             live.refresh()

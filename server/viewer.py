@@ -120,6 +120,8 @@ class ViewerWriter:
             pass
 
     async def _catch_up(self, after: int | None) -> None:
+        if after is not None and after > await self.store.last_id(self.room):
+            after = None  # an id from before the store was emptied (a memory store restarted)
         if after is None:  # a first join: recent history, marked as such
             for final in await self.store.finals(self.room, newest=HISTORY_FINALS):
                 await self._send_final(final.message, history=True)

@@ -117,7 +117,9 @@ export class CaptionBoard {
 /**
  * A read-only viewer connection to /rooms/<room> that reconnects with
  * exponential backoff (0.5 s doubling to 10 s, with jitter so a room full of
- * displays does not reconnect in lockstep after a server restart).
+ * displays does not reconnect in lockstep after a server restart). Finals
+ * carry the room's `id`; a reconnect asks for `?after=<last id>`, so the
+ * server sends exactly the finals missed meanwhile (docs/transcripts.md).
  */
 export class RoomConnection {
   constructor(url, {onMessage, onStatus, firstDelay = 500, longestDelay = 10000} = {}) {
@@ -130,6 +132,12 @@ export class RoomConnection {
     this.stopped = false;
     this.socket = null;
     this.timer = null;
+    this.lastId = null;  // the newest room id received
+  }
+
+  /** The URL to open: the room, and after a first connection where to resume. */
+  get resumeUrl() {
+    return this.lastId === null ? this.url : `${this.url}?after=${this.lastId}`;
   }
 
   start() {
@@ -146,7 +154,7 @@ export class RoomConnection {
 
   open() {
     this.onStatus("connecting", "connecting…");
-    const socket = new WebSocket(this.url);
+    const socket = new WebSocket(this.resumeUrl);
     this.socket = socket;
     let opened = false;
     socket.onopen = () => {
@@ -157,6 +165,7 @@ export class RoomConnection {
     socket.onmessage = (event) => {
       let message;
       try { message = JSON.parse(event.data); } catch { return; }
+      if (Number.isInteger(message.id)) this.lastId = message.id;
       this.onMessage(message);
     };
     socket.onclose = (event) => {

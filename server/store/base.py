@@ -52,10 +52,10 @@ class Retention:
 class TranscriptStore(ABC):
     """Backends: memory (tests, `--store memory`), SQLite (default), PostgreSQL."""
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 — a hook: backends without setup skip it
         """Connect and create the schema; called once before anything else."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027
         """Flush and disconnect; called once at shutdown."""
 
     @abstractmethod
@@ -69,6 +69,11 @@ class TranscriptStore(ABC):
                      limit: int | None = None, newest: int | None = None) -> list[StoredFinal]:
         """A room's finals with id > `after`, oldest first: the first `limit` of
         them, or (with `newest`) only the last `newest`; `stream`: one stream's."""
+
+    @abstractmethod
+    async def last_id(self, room: str) -> int:
+        """The id of the room's newest final ever written (0: none); pruning
+        does not lower it."""
 
     @abstractmethod
     async def streams(self, room: str) -> list[StreamInfo]:

@@ -37,6 +37,9 @@ class MemoryStore(TranscriptStore):
             return found[-newest:] if newest else []
         return found[:limit] if limit is not None else found
 
+    async def last_id(self, room: str) -> int:
+        return self._last_id.get(room, 0)
+
     async def streams(self, room: str) -> list[StreamInfo]:
         seen: dict[str, StreamInfo] = {}
         for final in self._finals.get(room, ()):

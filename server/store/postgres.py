@@ -58,6 +58,11 @@ class PostgresStore(TranscriptStore):
         finals = [sql.to_final(room, row) for row in rows]
         return finals[::-1] if newest is not None else finals
 
+    async def last_id(self, room: str) -> int:
+        async with self._lock:
+            row = await (await self._db.execute(_pg(sql.LAST_ID), (room,))).fetchone()
+        return int(row[0]) if row else 0
+
     async def streams(self, room: str) -> list[StreamInfo]:
         async with self._lock:
             rows = await (await self._db.execute(_pg(sql.STREAMS), (room,))).fetchall()

@@ -40,6 +40,7 @@ _SELECT = ("SELECT f.id, f.text, f.start_ms, f.end_ms, f.sentences, f.message, f
            " s.key, s.speaker, s.wav_name, s.started_at"
            " FROM finals f JOIN streams s ON s.room = f.room AND s.key = f.stream"
            " WHERE f.room = ? AND f.id > ?")
+LAST_ID = "SELECT last_id FROM rooms WHERE name = ?"
 STREAMS = ("SELECT key, speaker, wav_name, started_at FROM streams WHERE room = ?"
            " ORDER BY started_at, key")
 PRUNE_AGE = "DELETE FROM finals WHERE recorded_at < ?"

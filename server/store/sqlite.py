@@ -76,6 +76,10 @@ class SQLiteStore(TranscriptStore):
         finals = [sql.to_final(room, row) for row in rows]
         return finals[::-1] if newest is not None else finals
 
+    async def last_id(self, room: str) -> int:
+        row = await self._run(lambda: self._db.execute(sql.LAST_ID, (room,)).fetchone())
+        return int(row[0]) if row else 0
+
     async def streams(self, room: str) -> list[StreamInfo]:
         rows = await self._run(lambda: self._db.execute(sql.STREAMS, (room,)).fetchall())
         return [sql.to_stream(row) for row in rows]

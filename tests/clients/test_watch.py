@@ -66,7 +66,9 @@ async def test_watch_reconnects_and_history_adds_only_missed_finals(start_server
     for connection in server._server.connections:  # the viewer's link drops
         await connection.close()
     await stream_file(server, "utt02.wav", room="r", speaker="Grace")  # missed meanwhile
-    await shown_finals(console, 1, "Grace")  # came with the history replay on reconnect
+    await shown_finals(console, 1, "Grace")  # came with the catch-up on reconnect
+    paths = [c.request.path for c in server._server.connections]
+    assert paths == ["/rooms/r?after=1"]  # resumed after the one final it had
     stop.set()
     await asyncio.wait_for(watcher, 5)
     text = console.export_text()

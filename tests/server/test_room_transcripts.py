@@ -197,3 +197,12 @@ async def test_a_store_path_opens_sqlite_in_wal_mode(tmp_path):
         assert mode == "wal"
     finally:
         await store.close()
+
+
+async def test_an_after_from_a_forgotten_transcript_gets_the_history_instead(start_server):
+    """A memory store starts empty after a restart: a display resuming from
+    id 40 must not wait for a 41st final to see anything again."""
+    server = await start_server(StrideCountingEngine())
+    spoken = await transcribe(server, wav_pcm16("utt01.wav")[0], room="new", speaker="Ada")
+    async with connect(url(server, "/rooms/new?after=40")) as ws:
+        assert await read_finals(ws, 1) == [{**spoken.finals[0], "history": True}]

@@ -14,7 +14,6 @@ from websockets.exceptions import ConnectionClosed
 
 from server.config import RoomOptions
 from server.viewer import ViewerFeed
-from streaming.engine import FinalResult
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
 from tests.server.test_room_transcripts import read_finals, wait_for_viewers
