@@ -29,6 +29,8 @@ from server.app import CaptionServer
 from server.config import ServerConfig
 from server.engine_link import Link
 from server.remote import EngineFace, RemoteEngine, RemoteRunner
+from server.rooms import RoomRegistry
+from server.store.linked import LinkedStore
 from streaming.session import CaptionSession
 
 log = logging.getLogger("captiond.worker")
@@ -48,6 +50,7 @@ class FrontendServer(CaptionServer):
         self.link_path = link_path
         self.link: Link | None = None
         self._init_front()
+        self.rooms = RoomRegistry(config.rooms, store=LinkedStore())  # the engine process's
         self._admissions: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._figures: dict[str, Any] = {"engine": face.name, "workers": config.workers}
@@ -60,6 +63,7 @@ class FrontendServer(CaptionServer):
         self.face.render(("warm", "up"))
         reader, writer = await asyncio.open_unix_connection(self.link_path)
         self.link = Link(reader, writer, self._on_messages)
+        self.rooms.store.link = self.link
         self.engine = RemoteEngine(self.face, self.link)
         self.runner = RemoteRunner(self.link)
         self.link.send(("hello", self.index))
@@ -84,6 +88,7 @@ class FrontendServer(CaptionServer):
         if not self.draining:
             log.error("worker %d: the engine process went away; stopping", self.index)
             self.runner.fail_all("the server's engine process stopped; see its log")
+            self.rooms.store.fail_all()
             for future in self._admissions.values():
                 if not future.done():
                     future.set_result("the server is restarting; try again in a moment")
@@ -103,6 +108,8 @@ class FrontendServer(CaptionServer):
                 self.runner.on_failure(*fields)
             elif kind == "room":
                 self.rooms.publish(*fields)
+            elif kind == "stored":
+                self.rooms.store.on_reply(*fields)
             elif kind == "admitted":
                 request_id, reason = fields
                 future = self._admissions.pop(request_id, None)

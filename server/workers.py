@@ -33,6 +33,7 @@ from server.config import ServerConfig
 from server.engine_link import Link
 from server.engine_thread import EngineThread
 from server.remote import EngineFace
+from server.store.linked import serve_store_call
 from streaming.engine import ChunkRequest, ChunkResult, Engine, FinalRequest
 
 log = logging.getLogger("captiond.workers")
@@ -150,6 +151,7 @@ class MultiWorkerServer:
         self._link_server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        await self.core.rooms.open()  # the one transcript store, for every worker
         await self.core.start_backend()
         self._reserve_port()
         self._link_server = await asyncio.start_unix_server(self._on_worker, self._link_path)
@@ -252,6 +254,8 @@ class MultiWorkerServer:
             if reason is None:
                 channel.live = live_here + 1  # counted before its next report
             channel.link.send(("admitted", request_id, reason))
+        elif kind == "store":
+            self._spawn(serve_store_call(self.core.rooms.store, channel.link, *fields))
         elif kind == "publish":
             for other in self.channels.values():
                 other.link.send(("room", *fields))
