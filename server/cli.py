@@ -141,6 +141,9 @@ def _add_room_options(p: argparse.ArgumentParser) -> None:
                    help="delete finals older than this many days (default: keep)")
     r.add_argument("--keep-finals", type=int, default=None,
                    help="keep only each room's newest N finals (default: all)")
+    r.add_argument("--redis", default=None, metavar="URL",
+                   help="share rooms with other captiond processes over Redis pub/sub "
+                        "(redis://host:6379/0); use a shared --store (PostgreSQL) with it")
     r.add_argument("--viewer-max-finals", type=int, default=RoomOptions.viewer_max_finals,
                    help="finals a viewer may fall behind before it is closed (it can "
                         "resume with ?after=<id>)")
@@ -151,7 +154,7 @@ def _rooms_from_args(args: argparse.Namespace) -> RoomOptions:
 
     return RoomOptions(store=args.store or str(default_store_path()),
                        retention=Retention(args.keep_days, args.keep_finals),
-                       viewer_max_finals=args.viewer_max_finals)
+                       viewer_max_finals=args.viewer_max_finals, redis=args.redis)
 
 
 def _workers(value: str) -> int | None:

@@ -57,6 +57,7 @@ class RoomOptions:
     store: str = "memory"  # `captiond serve` defaults to a SQLite file (server/store)
     retention: Retention = field(default_factory=Retention)
     viewer_max_finals: int = 500  # unsent finals before a viewer is closed as too slow
+    redis: str | None = None  # redis://… : rooms shared by several processes (room_bus.py)
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import logging
 import signal
+from dataclasses import replace
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -50,7 +51,8 @@ class FrontendServer(CaptionServer):
         self.link_path = link_path
         self.link: Link | None = None
         self._init_front()
-        self.rooms = RoomRegistry(config.rooms, store=LinkedStore())  # the engine process's
+        # The store and the Redis bus are the engine process's (server/store/linked.py).
+        self.rooms = RoomRegistry(replace(config.rooms, redis=None), store=LinkedStore())
         self._admissions: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._figures: dict[str, Any] = {"engine": face.name, "workers": config.workers}
@@ -107,7 +109,8 @@ class FrontendServer(CaptionServer):
             elif kind == "failed":
                 self.runner.on_failure(*fields)
             elif kind == "room":
-                self.rooms.publish(*fields)
+                room, message, text, _ = fields
+                self.rooms.deliver(room, message, text)
             elif kind == "stored":
                 self.rooms.store.on_reply(*fields)
             elif kind == "admitted":

@@ -20,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server.config import RoomOptions
+from server.room_bus import RedisRoomBus
 from server.store import StreamInfo, TranscriptStore, open_store
 from server.viewer import ViewerFeed, ViewerWriter, close_too_slow
 
@@ -35,9 +36,12 @@ class RoomRegistry:
         self.store = store or open_store(self.options.store)
         self._viewers: dict[str, set[ViewerFeed]] = {}
         self._pruner: asyncio.Task | None = None
+        self.bus = RedisRoomBus(self.options.redis, self.deliver) if self.options.redis else None
 
     async def open(self) -> None:
         await self.store.open()
+        if self.bus is not None:
+            await self.bus.start()
         retention = self.options.retention
         if retention.max_age_days is not None or retention.max_finals_per_room is not None:
             self._pruner = asyncio.create_task(self._keep_pruned(), name="captiond-prune")
@@ -46,6 +50,8 @@ class RoomRegistry:
         if self._pruner is not None:
             self._pruner.cancel()
             await asyncio.gather(self._pruner, return_exceptions=True)
+        if self.bus is not None:
+            await self.bus.stop()
         await self.store.close()
 
     async def _keep_pruned(self) -> None:
@@ -69,7 +75,14 @@ class RoomRegistry:
     def publish(self, name: str, message: dict[str, Any], text: str,
                 utterance_final: bool = False) -> None:
         """Fan a speaker's message (already encoded as `text`) out to the room's
-        viewers on this process; finals must have been recorded first."""
+        viewers (through Redis: on every process); finals must be recorded first."""
+        if self.bus is not None:
+            self.bus.publish(name, text)
+        else:
+            self.deliver(name, message, text)
+
+    def deliver(self, name: str, message: dict[str, Any], text: str) -> None:
+        """A room's message to this process's viewers."""
         for feed in self._viewers.get(name, ()):
             feed.put(message, text)
 

@@ -151,6 +151,8 @@ class MultiWorkerServer:
         self._link_server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
+        if self.core.rooms.bus is not None:
+            self.core.rooms.bus.deliver = self._relay_room
         await self.core.rooms.open()  # the one transcript store, for every worker
         await self.core.start_backend()
         self._reserve_port()
@@ -257,12 +259,20 @@ class MultiWorkerServer:
         elif kind == "store":
             self._spawn(serve_store_call(self.core.rooms.store, channel.link, *fields))
         elif kind == "publish":
-            for other in self.channels.values():
-                other.link.send(("room", *fields))
+            room, message, text, _ = fields
+            if self.core.rooms.bus is not None:  # to every process; back via _relay_room
+                self.core.rooms.bus.publish(room, text)
+            else:
+                self._relay_room(room, message, text)
         elif kind == "stats":
             channel.connections, channel.viewers, channel.live, channel.loop = fields
         elif kind == "ready" and not self._ready[channel.index].done():
             self._ready[channel.index].set_result(None)
+
+    def _relay_room(self, room: str, message: dict, text: str) -> None:
+        """A room message to every worker's viewers."""
+        for channel in self.channels.values():
+            channel.link.send(("room", room, message, text, False))
 
     def figures(self) -> dict:
         """`/health` of the whole server: the engine's figures, the workers' sums."""
