@@ -14,12 +14,13 @@ from tests.server.test_cli import CAPTIOND, ROOT, _listening_port
 from tests.server.test_streaming_contract import send_frames
 
 
-async def start_captiond(models, store) -> tuple[asyncio.subprocess.Process, int]:
+async def start_captiond(models, store, extra: list[str] = ()
+                         ) -> tuple[asyncio.subprocess.Process, int]:
     process = await asyncio.create_subprocess_exec(
         *CAPTIOND, "serve", "--port", "0", "--device", "cpu", "--no-calibrate",
         "--online-model", str(models / "paraformer-streaming"),
         "--offline-model", str(models / "paraformer-offline"),
-        "--punc-model", str(models / "ct-punc"), "--store", str(store),
+        "--punc-model", str(models / "ct-punc"), "--store", str(store), *extra,
         cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
     return process, await asyncio.wait_for(_listening_port(process), timeout=180)
 
