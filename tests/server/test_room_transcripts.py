@@ -15,6 +15,7 @@ from clients.client import CaptionClient
 from server.app import CaptionServer
 from server.config import RoomOptions, ServerConfig
 from server.store import open_store
+from server.store.memory import MemoryStore
 from server.store.sqlite import SQLiteStore
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
@@ -206,3 +207,54 @@ async def test_an_after_from_a_forgotten_transcript_gets_the_history_instead(sta
     spoken = await transcribe(server, wav_pcm16("utt01.wav")[0], room="new", speaker="Ada")
     async with connect(url(server, "/rooms/new?after=40")) as ws:
         assert await read_finals(ws, 1) == [{**spoken.finals[0], "history": True}]
+
+
+async def messages_within(ws, seconds: float) -> list[dict]:
+    """What a socket receives in the next `seconds` (the test's own wait, not a speed claim)."""
+    received = []
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                received.append(json.loads(await ws.recv()))
+    return received
+
+
+class GatedStore(MemoryStore):
+    """A store whose writes wait until the test opens the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def append(self, *args, **kwargs):
+        self.waiting.set()
+        await self.gate.wait()
+        return await super().append(*args, **kwargs)
+
+
+async def test_a_final_is_stored_before_anyone_is_sent_it():
+    server = CaptionServer(ServerConfig(host="127.0.0.1", port=0, calibrate=False),
+                           StrideCountingEngine())
+    store = server.rooms.store = GatedStore()
+    await server.start()
+    try:
+        viewer = await open_viewer(server, "gate")
+        await wait_for_viewers(server, 1)
+        async with CaptionClient.connect(url(server)) as speaker:
+            await speaker.start(mode="2pass", room="gate", speaker="Ada")
+            await speaker.send_audio(wav_pcm16("utt01.wav")[0])
+            await speaker.end()
+            await asyncio.wait_for(store.waiting.wait(), 30)
+            early = await messages_within(speaker.websocket, 0.5)
+            assert early and not any(m["mode"] == "2pass-offline" for m in early)
+            partials = await messages_within(viewer, 0.5)
+            assert not any(m["mode"] == "2pass-offline" for m in partials)
+            assert await store.finals("gate") == []
+            store.gate.set()
+            (final,) = (await speaker.collect()).finals
+        assert await read_finals(viewer, 1) == [final]
+        assert [f.message for f in await store.finals("gate")] == [final]
+        await viewer.close()
+    finally:
+        await server.stop()

@@ -13,7 +13,9 @@ from websockets.asyncio.client import connect
 
 from server.config import RoomOptions
 from tests.conftest import wav_pcm16
-from tests.server.test_room_transcripts import read_finals
+from tests.server.conftest import url
+from tests.server.services import redis_url  # noqa: F401 — a fixture
+from tests.server.test_room_transcripts import read_finals, wait_for_viewers
 from tests.server.test_workers import clients_on_two_workers, speak, workers_server, ws_url
 from tests.streaming.engine_double import StrideCountingEngine
 
@@ -40,3 +42,24 @@ async def test_speakers_on_two_workers_share_one_transcript(tmp_path):
         exported = json.loads(body)["finals"]
         assert [(f["id"], f["text"], f["speaker"]) for f in exported] == \
             [(i, by_id[i]["text"], by_id[i]["speaker"]) for i in range(1, 7)]
+
+
+async def test_workers_publish_through_redis_to_another_server(tmp_path, redis_url,
+                                                               start_server):
+    """`--workers 2` with `--redis`: the engine process publishes its workers'
+    messages to Redis and relays what Redis carries back to them."""
+    rooms = RoomOptions(store=str(tmp_path / "rooms.sqlite3"), redis=redis_url)
+    elsewhere = await start_server(StrideCountingEngine(), rooms=rooms)  # another process
+    async with workers_server(StrideCountingEngine(), rooms=rooms) as server, \
+            contextlib.AsyncExitStack() as stack:
+        far = await stack.enter_async_context(connect(url(elsewhere, "/rooms/meet")))
+        near = await stack.enter_async_context(connect(ws_url(server, "/rooms/meet")))
+        await wait_for_viewers(elsewhere, 1)
+        ada, grace = await clients_on_two_workers(server, stack)
+        pcm, _ = wav_pcm16("utt01.wav")
+        spoken = await asyncio.gather(speak(ada, pcm, "Ada"), speak(grace, pcm, "Grace"))
+        sent = sorted((m for messages in spoken for m in messages
+                       if m["mode"] == "2pass-offline"), key=lambda m: m["id"])
+        assert [m["id"] for m in sent] == [1, 2]
+        assert await read_finals(far, 2) == sent
+        assert await read_finals(near, 2) == sent
