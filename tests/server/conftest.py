@@ -6,6 +6,7 @@ import pytest
 
 from server.app import CaptionServer
 from server.config import ServerConfig
+from tests.server.services import postgres_url, redis_url  # noqa: F401 — fixtures
 
 
 @pytest.fixture

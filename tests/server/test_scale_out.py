@@ -14,7 +14,6 @@ from clients.client import CaptionClient
 from server.config import RoomOptions
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
-from tests.server.services import postgres_url, redis_url  # noqa: F401 — fixtures
 from tests.server.test_room_transcripts import read_finals, wait_for_viewers
 from tests.server.test_store_durability import start_captiond
 from tests.server.test_streaming_contract import send_frames, transcribe

@@ -8,7 +8,6 @@ import asyncio
 import pytest
 
 from server.store import Retention, StreamInfo, open_store
-from tests.server.services import postgres_url  # noqa: F401 — a fixture
 
 ADA = StreamInfo("a1", "Ada", "mic", 1000.0)
 GRACE = StreamInfo("g1", "Grace", "mic", 1005.0)

@@ -14,7 +14,6 @@ from websockets.asyncio.client import connect
 from server.config import RoomOptions
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
-from tests.server.services import redis_url  # noqa: F401 — a fixture
 from tests.server.test_room_transcripts import read_finals, wait_for_viewers
 from tests.server.test_workers import clients_on_two_workers, speak, workers_server, ws_url
 from tests.streaming.engine_double import StrideCountingEngine
