@@ -13,6 +13,7 @@ has its own writer task.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,9 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.store import TranscriptStore
-from streaming.errors import POLICY_VIOLATION
+from streaming.errors import INTERNAL_ERROR, POLICY_VIOLATION
+
+log = logging.getLogger("captiond.rooms")
 
 HISTORY_FINALS = 50  # what a viewer joining without `after` is shown first
 CATCH_UP_PAGE = 500  # finals read from the store at a time
@@ -118,6 +121,9 @@ class ViewerWriter:
                 await self._send_live(*await self.feed.get())
         except ConnectionClosed:
             pass
+        except Exception:  # the store failed: say so, and let the viewer retry
+            log.exception("room %s: a viewer's catch-up failed", self.room)
+            await self.websocket.close(INTERNAL_ERROR, "transcript store unavailable; retry")
 
     async def _catch_up(self, after: int | None) -> None:
         if after is not None and after > await self.store.last_id(self.room):

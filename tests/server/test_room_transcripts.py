@@ -258,3 +258,22 @@ async def test_a_final_is_stored_before_anyone_is_sent_it():
         await viewer.close()
     finally:
         await server.stop()
+
+
+class BrokenStore(MemoryStore):
+    async def finals(self, *args, **kwargs):
+        raise OSError("disk gone")
+
+
+async def test_a_viewer_whose_catch_up_fails_is_told_to_retry(caplog):
+    server = CaptionServer(ServerConfig(host="127.0.0.1", port=0, calibrate=False),
+                           StrideCountingEngine())
+    server.rooms.store = BrokenStore()
+    await server.start()
+    try:
+        async with connect(url(server, "/rooms/broken")) as ws:
+            await ws.wait_closed()
+        assert (ws.close_code, ws.close_reason) == (1011, "transcript store unavailable; retry")
+        assert "catch-up failed" in caplog.text
+    finally:
+        await server.stop()
