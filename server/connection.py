@@ -59,6 +59,7 @@ class CaptionConnection:
         self.admit = admit  # the server's admission call: why a live stream is refused
         self.record = record  # the transcript store: a room final, returned with its id
         self._stream: tuple[object, StreamInfo] | None = None  # (its config, the stream)
+        self._config_at = time.time()  # when the current config arrived
         self.frame_meter = frame_meter or FrameMeter()  # per-frame cost, for /health
         self.session = session
         self.runner = runner
@@ -116,7 +117,10 @@ class CaptionConnection:
                 return
             started = perf_counter()
             if isinstance(message, str):
+                config = self.session.config
                 self.session.receive_text(message, self._now())
+                if self.session.config is not config:  # a new stream: its wall-clock start
+                    self._config_at = time.time()
                 self._collect()
                 await self._decide_admission()
             else:
@@ -203,7 +207,7 @@ class CaptionConnection:
         """The room stream a config started (a connection may run several in turn)."""
         if self._stream is None or self._stream[0] is not config:
             stream = StreamInfo(uuid.uuid4().hex[:12], config.speaker, config.wav_name,
-                                time.time())
+                                self._config_at)
             self._stream = (config, stream)
         return self._stream[1]
 
