@@ -43,7 +43,6 @@ async def test_sigkill_right_after_a_final_loses_nothing_that_was_sent(test_mode
     finally:
         process.kill()
         await process.wait()
-    assert process.returncode == -signal.SIGKILL
 
     process, port = await start_captiond(test_models_dir, store)
     try:
