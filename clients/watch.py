@@ -94,7 +94,8 @@ async def watch_room(url: str, room: str, console: Console | None = None,
         delays = None
         while not stop.is_set():
             # resume after the newest final seen: the server sends what was missed
-            resume = target if view.last_id is None else f"{target}?after={view.last_id}"
+            resume = target if view.last_id is None else \
+                f"{target}{'&' if '?' in target else '?'}after={view.last_id}"
             connected, reason = await _follow(resume, view, live, stop)
             if stop.is_set():
                 break

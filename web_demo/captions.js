@@ -137,7 +137,10 @@ export class RoomConnection {
 
   /** The URL to open: the room, and after a first connection where to resume. */
   get resumeUrl() {
-    return this.lastId === null ? this.url : `${this.url}?after=${this.lastId}`;
+    if (this.lastId === null) return this.url;
+    const url = new URL(this.url);  // keeps a token or signed link already in it
+    url.searchParams.set("after", String(this.lastId));
+    return url.toString();
   }
 
   start() {

@@ -16,6 +16,7 @@ import srt
 import webvtt
 
 from server import export
+from server.auth import AccessPolicy, parse_token_spec
 from server.config import RoomOptions
 from server.store import StoredFinal, StreamInfo
 from tests.conftest import wav_pcm16
@@ -135,3 +136,27 @@ def test_text_without_spaces_is_split_too():
     cues = export.cues([stored_final(text, 0, 6000)], origin=1000.0)
     assert "".join(c.text for c in cues) == text
     assert all(len(c.text) <= export.MAX_CUE_CHARS for c in cues)
+
+
+async def test_exports_follow_the_rooms_viewer_rights(start_server):
+    policy = AccessPolicy(tokens=(parse_token_spec("speaker-secret:speaker"),
+                                  parse_token_spec("watch-hall:viewer:hall")),
+                          public_rooms=frozenset({"lobby"}))
+    server = await start_server(StrideCountingEngine(), access=policy)
+    pcm, _ = wav_pcm16("utt01.wav")
+    for room in ["hall", "lobby", "board"]:
+        await transcribe(server, pcm, room=room, speaker="Ada", token="speaker-secret")
+
+    async def status(path: str) -> int:
+        try:
+            await fetch(server, path)
+        except urllib.error.HTTPError as refused:
+            refused.close()
+            return refused.code
+        return 200
+
+    assert await status("/rooms/lobby/transcript.txt") == 200  # public
+    assert await status("/rooms/hall/transcript.txt") == 401  # no token
+    assert await status("/rooms/hall/transcript.txt?token=watch-hall") == 200
+    assert await status("/rooms/board/transcript.srt?token=watch-hall") == 403  # not its room
+    assert await status("/rooms/board/transcript.srt?token=wrong-secret") == 401
