@@ -65,10 +65,19 @@ def _expand(argument: str) -> list[tuple[Path, Path]]:
         return [(path, path.parent)]
     if not _is_glob(argument):
         return []
+    root = _glob_root(argument)
     matches: list[tuple[Path, Path]] = []
     for match in sorted(map(Path, glob.glob(argument, recursive=True))):
-        matches.extend(_expand(str(match)) if match.is_dir() else [(match, match.parent)])
+        matches.extend(_expand(str(match)) if match.is_dir() else [(match, root)])
     return matches
+
+
+def _glob_root(pattern: str) -> Path:
+    """The folder a pattern searches (`calls/**/*.wav` → `calls`): `--out` keeps
+    the layout below it."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if GLOB_CHARACTERS & set(part))
+    return Path(*parts[:fixed]) if fixed else Path(".")
 
 
 def _directory_inputs(directory: Path) -> list[Path]:
