@@ -265,8 +265,10 @@ class CaptionSession:
     def backlogged(self) -> bool:
         """An upload has enough work queued: read no more of it for now
         (`SessionLimits.upload_backlog_jobs`); live streams are never held back."""
+        # In flight counts too: a remote runner forwards every job it may at once.
+        waiting = len(self._queue) + len(self._in_flight)
         return (self.state is SessionState.STREAMING and not self.live
-                and len(self._queue) >= self.limits.upload_backlog_jobs)
+                and waiting >= self.limits.upload_backlog_jobs)
 
     def peek_kind(self) -> JobKind | None:
         return self._queue[0].kind if self.has_work else None

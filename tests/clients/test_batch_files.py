@@ -4,15 +4,18 @@ same transcripts whatever `--jobs` is. Whisper tiny.en, so the text is real."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 
 from clients.batch import _Resume
-from tests.clients.test_file_client import run_cli, srt_cues
+from tests.clients.test_file_client import MULTI_SPEECH, run_cli, srt_cues
 from tests.conftest import DATA, references
 from tests.server.conftest import url
 from tests.wer import wer
@@ -109,6 +112,46 @@ async def test_arguments_naming_nothing_are_reported_and_usage_errors_stop_early
     assert (recordings / "utt01.txt").exists()
     code, _, err = await run_cli("file", str(recordings), url(server), "-f", "docx")
     assert code == 2 and "unknown format 'docx'" in err
+
+
+async def test_a_dropped_connection_resumes_after_the_last_final_received(
+        start_server, whisper_engine, tmp_path):
+    """A relay between client and server cuts the first connection right after
+    it passed on the first final; the client resumes the file after it."""
+    server = await start_server(whisper_engine)
+    connections = []
+
+    async def relay(downstream):
+        first = not connections
+        connections.append(downstream)
+        async with connect(url(server), subprotocols=["binary"], max_size=None) as upstream:
+            async def to_client():
+                async for message in upstream:
+                    await downstream.send(message)
+                    if first and json.loads(message).get("text"):
+                        await downstream.close(1001)  # dropped after one final
+
+            async def to_server():
+                async for message in downstream:
+                    await upstream.send(message)
+
+            tasks = [asyncio.create_task(to_client()), asyncio.create_task(to_server())]
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                task.cancel()
+
+    async with serve(relay, "127.0.0.1", 0, max_size=None) as proxy:
+        port = proxy.sockets[0].getsockname()[1]
+        code, _, err = await run_cli("file", str(DATA / "multi.wav"), f"ws://127.0.0.1:{port}",
+                                     "--out", str(tmp_path), "-f", "json")
+    assert code == 0, err
+    assert len(connections) == 2
+    document = json.loads((tmp_path / "multi.json").read_text())
+    assert wer(spoken("multi.wav"), document["text"]) == 0.0
+    assert [s["segment"] for s in document["segments"]] == [0, 1, 2]
+    for segment, (speech_start, speech_end) in zip(document["segments"], MULTI_SPEECH):
+        assert abs(segment["start"] / 1000 - speech_start) < 0.5
+        assert abs(segment["end"] / 1000 - speech_end) < 0.5
 
 
 def test_a_resumed_stream_continues_the_file_time_line():
