@@ -38,7 +38,6 @@ class BatchOptions:
     formats: list[str] = field(default_factory=lambda: ["txt"])
     out_dir: Path | None = None
     jobs: int = 4
-    mode: str = "offline"
     hotwords: str | None = None
     force: bool = False  # transcribe again even inputs whose transcripts are up to date
     progress: bool = True
@@ -185,7 +184,7 @@ async def _blocks(source: Path, skip_s: float, sent: _Counter) -> AsyncIterator[
 
 
 def _stream_config(source: Path, options: BatchOptions) -> dict[str, Any]:
-    config: dict[str, Any] = {"mode": options.mode, "wav_name": source.stem,
+    config: dict[str, Any] = {"mode": "offline", "wav_name": source.stem,
                               "audio_fs": SAMPLE_RATE}
     if options.hotwords:
         config["hotwords"] = options.hotwords

@@ -158,7 +158,8 @@ def _paths_and_url(paths: list[str], url: str, token: str | None) -> tuple[list[
 
 def _is_batch(args: argparse.Namespace, paths: list[str]) -> bool:
     asked = args.jobs is not None or args.out or args.format or args.force
-    return bool(asked) or len(paths) > 1 or not os.path.isfile(paths[0])
+    pattern = not os.path.exists(paths[0]) and any(c in paths[0] for c in "*?[")
+    return bool(asked) or len(paths) > 1 or os.path.isdir(paths[0]) or pattern
 
 
 def _file_batch(args: argparse.Namespace, paths: list[str], url: str) -> int:
@@ -171,6 +172,8 @@ def _file_batch(args: argparse.Namespace, paths: list[str], url: str) -> int:
                 if f not in FORMATS]
     if args.output or args.room or args.speaker:
         problems.append("-o/--room/--speaker take one file; a batch writes --format files")
+    if args.mode not in (None, "offline"):
+        problems.append("a batch runs in offline mode (finals only, as fast as the server goes)")
     if args.jobs is not None and args.jobs < 1:
         problems.append("--jobs must be at least 1")
     if problems:
@@ -178,7 +181,7 @@ def _file_batch(args: argparse.Namespace, paths: list[str], url: str) -> int:
         return EXIT_USAGE
     options = BatchOptions(paths, url, list(dict.fromkeys(formats)),
                            Path(args.out) if args.out else None, args.jobs or 4,
-                           args.mode or "offline", args.hotwords, args.force, args.progress)
+                           hotwords=args.hotwords, force=args.force, progress=args.progress)
     outcome: list[int] = []
     code = _run_command(lambda: _report_batch(options, outcome))
     return outcome[0] if code == 0 and outcome else code

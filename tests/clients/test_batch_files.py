@@ -112,6 +112,9 @@ async def test_arguments_naming_nothing_are_reported_and_usage_errors_stop_early
     assert (recordings / "utt01.txt").exists()
     code, _, err = await run_cli("file", str(recordings), url(server), "-f", "docx")
     assert code == 2 and "unknown format 'docx'" in err
+    code, _, err = await run_cli("file", str(recordings), url(server), "--mode", "2pass")
+    assert code == 2 and "offline mode" in err
+    assert not (recordings / "utt02.txt").exists()
 
 
 async def test_a_dropped_connection_resumes_after_the_last_final_received(
