@@ -6,7 +6,8 @@
 Generates a folder of recordings (the speech fixtures of tests/data joined in a
 random order with random pauses, a few minutes each), starts `captiond serve`
 with the given models, and transcribes the folder with `captiond file`'s batch
-code in three configurations, in the same run, `--repeat` times each:
+code in three configurations, in the same run, `--repeat` times each,
+interleaved (two servers run side by side: batch size 1 and batched):
 
 - `one-at-a-time`: `--jobs 1` against a server with `--max-batch-size 1`, so
   one utterance is recognised at a time (what transcribing file after file
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import statistics
@@ -88,18 +90,30 @@ def run(args: argparse.Namespace) -> dict:
     configs = [("one-at-a-time", 1, 1), ("jobs-1", args.max_batch_size, 1),
                (f"jobs-{jobs}", args.max_batch_size, jobs)]
     runs: dict[str, list[dict]] = {name: [] for name, _, _ in configs}
-    for name, batch, config_jobs in configs:
-        with ServerProcess(server_args(args.models, args.device, batch)) as server:
-            warm_up = args.work / "warm-up"  # one file: first-call costs out of the figures
-            warm_up.mkdir(parents=True, exist_ok=True)
-            shutil.copy(folder / "call000.wav", warm_up / "call000.wav")
-            transcribe(warm_up, server.url, 1, args.work / "warm-up-out")
-            for _ in range(args.repeat):
-                wait_idle(server)
-                runs[name].append(transcribe(folder, server.url, config_jobs,
+    with contextlib.ExitStack() as stack:
+        servers = {batch: stack.enter_context(ServerProcess(server_args(args.models, args.device,
+                                                                        batch)))
+                   for batch in {batch for _, batch, _ in configs}}
+        for server in servers.values():
+            warm_up(folder, server, args.work)
+        # Interleaved, in a rotating order: a machine whose load drifts during the
+        # run biases no configuration.
+        for repeat in range(args.repeat):
+            turn = repeat % len(configs)
+            for name, batch, config_jobs in configs[turn:] + configs[:turn]:
+                wait_idle(servers[batch])
+                runs[name].append(transcribe(folder, servers[batch].url, config_jobs,
                                              args.work / f"out-{name}"))
                 print(f"{name}: {runs[name][-1]['speed']:.1f}× real time", file=sys.stderr)
     return summarise(args, configs, runs)
+
+
+def warm_up(folder: Path, server: ServerProcess, work: Path) -> None:
+    """One file through the server, so first-call costs stay out of the figures."""
+    warm = work / "warm-up"
+    warm.mkdir(parents=True, exist_ok=True)
+    shutil.copy(folder / "call000.wav", warm / "call000.wav")
+    transcribe(warm, server.url, 1, work / "warm-up-out")
 
 
 def summarise(args: argparse.Namespace, configs: list, runs: dict[str, list[dict]]) -> dict:
