@@ -156,7 +156,7 @@ class InferenceRunner:
             self._record(kind, jobs, start, end)
             for session, job, result in zip(sessions, jobs, results):
                 session.complete(job, result)
-        for session in sessions:
+        for session in dict.fromkeys(sessions):  # once each, though it had several jobs
             self.notify(session)
             listener = self._listeners.get(session)
             if listener is not None:
