@@ -14,7 +14,7 @@ import asyncio
 import threading
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,6 +61,60 @@ def decode_audio(path: str | Path, rate: int = SAMPLE_RATE) -> bytes:
     except (OSError, av.FFmpegError) as exc:
         raise AudioDecodeError(f"{path}: cannot decode ({_strerror(exc)})") from None
     return b"".join(parts)
+
+
+def probe_duration(path: str | Path) -> float:
+    """Seconds of audio a file claims to hold (0.0 when it does not say); raises
+    AudioDecodeError for a file that is not audio, before anything is sent."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{path}: no audio stream")
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return (container.duration or 0) / av.time_base
+    except (OSError, av.FFmpegError) as exc:
+        raise AudioDecodeError(f"{path}: cannot decode ({_strerror(exc)})") from None
+
+
+def decode_blocks(path: str | Path, block_seconds: float, skip_seconds: float = 0.0,
+                  rate: int = SAMPLE_RATE) -> Iterator[bytes]:
+    """Like `decode_audio`, as blocks of `block_seconds` while decoding goes on,
+    so a long recording is never held whole; the first `skip_seconds` are dropped."""
+    import av
+
+    block = int(rate * block_seconds) * 2
+    skip = int(rate * skip_seconds) * 2
+    pending = bytearray()
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise AudioDecodeError(f"{path}: no audio stream")
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+            for frame in container.decode(container.streams.audio[0]):
+                for part in resampler.resample(frame):
+                    pending += _plane(part)
+                skip = _drop(pending, skip)
+                while len(pending) >= block:
+                    yield bytes(pending[:block])
+                    del pending[:block]
+            for part in resampler.resample(None):  # flush
+                pending += _plane(part)
+    except (OSError, av.FFmpegError) as exc:
+        raise AudioDecodeError(f"{path}: cannot decode ({_strerror(exc)})") from None
+    _drop(pending, skip)
+    if pending:
+        yield bytes(pending)
+
+
+def _drop(pending: bytearray, count: int) -> int:
+    """Drop up to `count` bytes from the front; return how many are still to drop."""
+    dropped = min(count, len(pending))
+    del pending[:dropped]
+    return count - dropped
 
 
 def _plane(frame: Any) -> bytes:

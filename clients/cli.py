@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +21,7 @@ DEFAULT_URL = "ws://127.0.0.1:10095"
 TOKEN_ENV = "CAPTIOND_TOKEN"  # the server reads the same variable
 EXIT_ERROR = 1  # the server or the connection failed
 EXIT_USAGE = 2  # bad input: file, device, output format
+EXIT_PARTIAL = 3  # a batch finished, but some of its inputs failed (listed on stderr)
 EXIT_INTERRUPTED = 130  # quit with a second Ctrl-C, as shells report SIGINT
 
 
@@ -61,9 +64,24 @@ def _add_mic(commands: argparse._SubParsersAction) -> None:
 
 
 def _add_file(commands: argparse._SubParsersAction) -> None:
-    p = commands.add_parser("file", help="caption an audio/video file, write transcripts")
-    p.add_argument("path", help="any audio or video file FFmpeg reads")
+    p = commands.add_parser(
+        "file", help="caption audio/video files, write transcripts",
+        description="Caption one file (finals on stdout), or transcribe many: files, "
+                    "directories (recursive) and glob patterns, --jobs at a time, in offline "
+                    "mode; a rerun skips inputs whose transcripts are up to date.")
+    p.add_argument("path", nargs="+", help="audio or video files FFmpeg reads, directories, "
+                                           "globs; a last argument that is a URL names the server")
     _add_stream_options(p)
+    p.set_defaults(mode=None)  # one file: 2pass; a batch: offline
+    batch = p.add_argument_group("batch (several inputs, a directory or a glob)")
+    batch.add_argument("-j", "--jobs", type=int, help="files transcribed at once (default 4)")
+    batch.add_argument("--out", metavar="DIR",
+                       help="write transcripts under DIR (default: beside each input)")
+    batch.add_argument("-f", "--format", action="append", metavar="FMT",
+                       help="transcript formats, e.g. -f srt -f txt or -f srt,json "
+                            "(txt json srt vtt; default txt)")
+    batch.add_argument("--force", action="store_true",
+                       help="transcribe again inputs whose transcripts are up to date")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--realtime", dest="realtime", action="store_true", default=None,
                       help="send at real-time pace (default for online and 2pass)")
@@ -120,9 +138,66 @@ def _mic(args: argparse.Namespace) -> int:
 def _file(args: argparse.Namespace) -> int:
     from clients.file import FileOptions, transcribe_file
 
-    options = FileOptions(args.path, normalize_url(args.url, args.token), args.mode, args.realtime,
-                          args.hotwords, args.room, args.speaker, args.output, args.progress)
+    paths, url = _paths_and_url(args.path, args.url, args.token)
+    if _is_batch(args, paths):
+        return _file_batch(args, paths, url)
+    options = FileOptions(paths[0], url, args.mode or "2pass", args.realtime, args.hotwords,
+                          args.room, args.speaker, args.output, args.progress)
     return _run_command(lambda: transcribe_file(options))
+
+
+def _paths_and_url(paths: list[str], url: str, token: str | None) -> tuple[list[str], str]:
+    """`captiond file a.wav b.wav host:10095`: the last of several is the server
+    when it reads as one and names no file."""
+    last = paths[-1]
+    if len(paths) > 1 and url == DEFAULT_URL and not os.path.exists(last) and (
+            "://" in last or re.fullmatch(r"[\w.-]+:\d+", last)):
+        return paths[:-1], normalize_url(last, token)
+    return paths, normalize_url(url, token)
+
+
+def _is_batch(args: argparse.Namespace, paths: list[str]) -> bool:
+    asked = args.jobs is not None or args.out or args.format or args.force
+    pattern = not os.path.exists(paths[0]) and any(c in paths[0] for c in "*?[")
+    return bool(asked) or len(paths) > 1 or os.path.isdir(paths[0]) or pattern
+
+
+def _file_batch(args: argparse.Namespace, paths: list[str], url: str) -> int:
+    from clients.batch import BatchOptions
+    from clients.transcript_files import FORMATS
+
+    formats = [f.strip().lstrip(".").lower() for value in args.format or ["txt"]
+               for f in value.split(",") if f.strip()]
+    problems = [f"unknown format {f!r} (use {', '.join(FORMATS)})" for f in formats
+                if f not in FORMATS]
+    if args.output or args.room or args.speaker:
+        problems.append("-o/--room/--speaker take one file; a batch writes --format files")
+    if args.mode not in (None, "offline"):
+        problems.append("a batch runs in offline mode (finals only, as fast as the server goes)")
+    if args.jobs is not None and args.jobs < 1:
+        problems.append("--jobs must be at least 1")
+    if problems:
+        print(f"captiond: {problems[0]}", file=sys.stderr)
+        return EXIT_USAGE
+    options = BatchOptions(paths, url, list(dict.fromkeys(formats)),
+                           Path(args.out) if args.out else None, args.jobs or 4,
+                           hotwords=args.hotwords, force=args.force, progress=args.progress)
+    outcome: list[int] = []
+    code = _run_command(lambda: _report_batch(options, outcome))
+    return outcome[0] if code == 0 and outcome else code
+
+
+async def _report_batch(options: Any, outcome: list[int]) -> None:
+    from clients.batch import transcribe_batch
+
+    report = await transcribe_batch(options)
+    for source, why in report.failures:
+        print(f"captiond: failed: {source}: {why}", file=sys.stderr)
+    print(f"captiond: {report.summary()}", file=sys.stderr)
+    if report.failures:
+        outcome.append(EXIT_PARTIAL)
+    else:
+        outcome.append(EXIT_USAGE if report.total == 0 else 0)
 
 
 def _watch(args: argparse.Namespace) -> int:

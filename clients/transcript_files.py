@@ -6,6 +6,8 @@ Times are the finals' `start`/`end` (ms from the start of the stream, docs/desig
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,8 +35,24 @@ def captions_of(transcript: Transcript) -> list[Caption]:
 
 
 def write_transcript(transcript: Transcript, path: str | Path) -> None:
-    render = RENDERERS[transcript_format(path)]
-    Path(path).write_text(render(captions_of(transcript)), encoding="utf-8")
+    """Write atomically: a transcript that exists is complete (batch reruns rely on it)."""
+    path = Path(path)
+    text = RENDERERS[transcript_format(path)](captions_of(transcript))
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; be a normal file
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def to_txt(captions: Iterable[Caption]) -> str:

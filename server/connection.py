@@ -104,6 +104,7 @@ class CaptionConnection:
 
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
+            await self._hold_back_upload()
             try:
                 # asyncio.timeout, not wait_for: no task per frame (bench/frontend_cost.py)
                 async with asyncio.timeout(self.idle_timeout_s):
@@ -129,6 +130,13 @@ class CaptionConnection:
             self._outbox.set()
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
                 self.frame_meter.record(perf_counter() - started)
+
+    async def _hold_back_upload(self) -> None:
+        """An upload arrives faster than the model takes it: read nothing more
+        (TCP then holds the client back) until its backlog shrinks."""
+        while self.session.backlogged:
+            self._progress.clear()
+            await self._progress.wait()
 
     def _collect(self) -> None:
         """Take the session's events: wire events to send, stream starts to decide."""

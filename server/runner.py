@@ -103,6 +103,7 @@ class InferenceRunner:
                 sessions = [session for session, job in taken if job is not None]
                 if sessions:
                     jobs = [job for _, job in taken if job is not None]
+                    self._fill(kind, sessions, jobs)
                     self._busy.add(kind)
                     batch = asyncio.create_task(self._run_batch(kind, sessions, jobs))
                     self._batches.add(batch)
@@ -110,6 +111,22 @@ class InferenceRunner:
         finally:
             for batch in self._batches:
                 batch.cancel()
+
+    def _fill(self, kind: str, sessions: list, jobs: list[Job]) -> None:
+        """Top the batch up with more jobs of its sessions, round robin: an
+        offline stream's finals may run together (jobs.may_start), so a few long
+        files fill the final pass. A session's jobs stay in their order."""
+        room = self.scheduler.policy.max_batch_size - len(jobs)
+        candidates = list(dict.fromkeys(sessions))
+        while room > 0 and candidates:
+            for session in list(candidates):
+                job = session.take_job() if session.peek_kind() == kind and room > 0 else None
+                if job is None:
+                    candidates.remove(session)
+                    continue
+                sessions.append(session)
+                jobs.append(job)
+                room -= 1
 
     def _lane_free(self, task: asyncio.Task, kind: str) -> None:
         self._batches.discard(task)
@@ -139,7 +156,7 @@ class InferenceRunner:
             self._record(kind, jobs, start, end)
             for session, job, result in zip(sessions, jobs, results):
                 session.complete(job, result)
-        for session in sessions:
+        for session in dict.fromkeys(sessions):  # once each, though it had several jobs
             self.notify(session)
             listener = self._listeners.get(session)
             if listener is not None:

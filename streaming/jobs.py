@@ -41,7 +41,15 @@ BLOCKED_BY: dict[JobKind, frozenset[JobKind]] = {
 }
 
 
-def may_start(kind: JobKind, running: Collection[JobKind]) -> bool:
+# An offline stream's finals carry no model state from one to the next, so
+# several of one stream may run at once, in one batch: a long file alone can
+# fill the final pass (docs/design.md §6).
+STATELESS_FINAL_BLOCKED_BY = frozenset({JobKind.ONLINE})
+
+
+def may_start(kind: JobKind, running: Collection[JobKind], stateless: bool = False) -> bool:
+    if stateless and kind is JobKind.FINAL:
+        return not STATELESS_FINAL_BLOCKED_BY.intersection(running)
     return not BLOCKED_BY[kind].intersection(running)
 
 
@@ -68,6 +76,7 @@ class OnlineJob:
     end: int  # absolute sample the chunk reaches
     ready_at: float
     kind = JobKind.ONLINE
+    stateless = False
 
 
 @dataclass
@@ -76,6 +85,11 @@ class FinalJob:
     request: FinalRequest
     ready_at: float
     kind = JobKind.FINAL
+
+    @property
+    def stateless(self) -> bool:
+        """An offline stream's final: independent of the stream's other finals."""
+        return self.utterance.config.mode == "offline"
 
 
 @dataclass

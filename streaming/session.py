@@ -78,6 +78,10 @@ class SessionLimits:
     # A live stream may run this far ahead of the clock (a client's send buffer
     # catching up); beyond it the client is flooding, not streaming.
     max_audio_ahead_s: float = 60.0
+    # An upload (offline mode) is read no further while this many utterances wait
+    # for the model: the socket holds the client back, the server holds little
+    # of a long file, and a lone file still has enough queued to fill a batch.
+    upload_backlog_jobs: int = 64
 
 
 class CaptionSession:
@@ -95,7 +99,7 @@ class CaptionSession:
         self.config: StreamConfig | None = None
         self._stream: AudioStream | None = None
         self._queue: deque[Job | Marker] = deque()
-        self._in_flight: dict[JobKind, Job] = {}  # at most one per kind (jobs.BLOCKED_BY)
+        self._in_flight: list[Job] = []  # one per kind, or several offline finals (jobs.may_start)
         self._events: list[Event] = []
         self.last_activity = now
         self._received_samples = 0  # PCM samples of the open stream, at its audio_fs
@@ -249,12 +253,22 @@ class CaptionSession:
         """The next job may be taken now (jobs.BLOCKED_BY); a pure query."""
         if not self._queue or isinstance(self._queue[0], Marker):
             return False
-        return may_start(self._queue[0].kind, self._in_flight)
+        head = self._queue[0]
+        return may_start(head.kind, {job.kind for job in self._in_flight}, head.stateless)
 
     @property
     def busy(self) -> bool:
         """Jobs are queued or running: the stream's messages are not all out yet."""
         return bool(self._in_flight) or bool(self._queue)
+
+    @property
+    def backlogged(self) -> bool:
+        """An upload has enough work queued: read no more of it for now
+        (`SessionLimits.upload_backlog_jobs`); live streams are never held back."""
+        # In flight counts too: a remote runner forwards every job it may at once.
+        waiting = len(self._queue) + len(self._in_flight)
+        return (self.state is SessionState.STREAMING and not self.live
+                and waiting >= self.limits.upload_backlog_jobs)
 
     def peek_kind(self) -> JobKind | None:
         return self._queue[0].kind if self.has_work else None
@@ -265,12 +279,12 @@ class CaptionSession:
         job = self._queue.popleft()
         if isinstance(job, OnlineJob):
             job.request = replace(job.request, state=job.utterance.engine_state)
-        self._in_flight[job.kind] = job
+        self._in_flight.append(job)
         return job
 
     def complete(self, job: Job, result: ChunkResult | FinalResult) -> None:
-        assert self._in_flight.get(job.kind) is job, "a job completes once, after it was taken"
-        del self._in_flight[job.kind]
+        assert any(j is job for j in self._in_flight), "a job completes once, after it was taken"
+        self._in_flight = [j for j in self._in_flight if j is not job]
         if isinstance(job, OnlineJob):
             self._on_chunk_result(job, result)
         else:
@@ -280,6 +294,8 @@ class CaptionSession:
     def fail(self, job: Job, message: str) -> None:
         """The engine failed on this job: tell the client (no internals), close.
         A client waiting for its end acknowledgement gets it, carrying the error."""
+        if not any(j is job for j in self._in_flight):
+            return  # another job of the same failed batch closed the session already
         self._in_flight.clear()
         acks = [m for m in self._queue if isinstance(m, EndAckMarker)]
         self._queue.clear()

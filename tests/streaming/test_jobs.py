@@ -30,6 +30,34 @@ def test_which_job_may_start_given_what_runs(kind, running, allowed):
     assert may_start(kind, running) is allowed
 
 
+def test_offline_finals_of_one_stream_may_run_together_but_never_before_a_chunk():
+    # They carry no model state from one to the next (an offline stream has no chunks,
+    # but the previous stream on the connection may).
+    assert may_start(FINAL, {FINAL}, stateless=True)
+    assert not may_start(FINAL, {ONLINE}, stateless=True)
+    assert not may_start(ONLINE, {ONLINE}, stateless=True)
+
+
+def taken_at_once(mode: str) -> int:
+    """How many finals of one stream of three utterances can be taken at once."""
+    session = CaptionSession(StrideCountingEngine())
+    session.receive_text(json.dumps({"mode": mode, "audio_fs": 16000}), 0.0)
+    session.receive_audio(wav_pcm16("multi.wav")[0], 0.0)
+    session.receive_end(1.0)
+    taken = []
+    while (job := session.take_job()) is not None:
+        if job.kind == "online":
+            session.complete(job, session.engine.step([job.request])[0])
+        else:
+            taken.append(job)
+    return len(taken)
+
+
+def test_an_upload_offers_all_its_utterances_to_the_final_pass_a_live_stream_one():
+    assert taken_at_once("offline") == 3
+    assert taken_at_once("2pass") == 1
+
+
 def test_every_kind_has_an_ordering_rule():
     assert set(BLOCKED_BY) == set(JobKind)
 

@@ -323,3 +323,17 @@ def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_f
                     if isinstance(e, Partial) and e.segment == final.segment]
         assert max(partials) < events.index(final)
     assert events[-1].end_of_stream and not session.busy
+
+
+def test_only_an_upload_with_enough_waiting_asks_to_be_read_no_further(multi):
+    limits = SessionLimits(upload_backlog_jobs=2)
+    for mode, held in (("offline", True), ("2pass", False)):
+        session = CaptionSession(StrideCountingEngine(), limits=limits)
+        session.receive_text(json.dumps({"mode": mode, "audio_fs": 16000}), 0.0)
+        session.receive_audio(multi[: 8 * 32000], 0.0)  # two utterances ended by 8 s
+        assert session.backlogged is held, mode
+        if held:
+            job = session.take_job()
+            assert session.backlogged  # one in the model still counts
+            session.complete(job, session.engine.finalize([job.request])[0])
+            assert not session.backlogged  # one done: read on
