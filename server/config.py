@@ -27,7 +27,7 @@ class ParaformerOptions:
     dtype: str | None = None  # GPU compute dtype of the online pass
     bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: off
     frontend: str = "batched"  # "funasr": FunASR's per-stream fbank (the reference)
-    fsmn_conv: str = "auto"  # FSMN depthwise convs: auto = "native" (cuDNN off) on CUDA, else "conv"
+    fsmn_conv: str = "auto"  # FSMN convolutions: auto = "native" (no cuDNN) on CUDA, else "conv"
 
 
 @dataclass(frozen=True)
