@@ -21,6 +21,7 @@ from server.config import ServerConfig
 from server.connection import CaptionConnection
 from server.engine_thread import EngineThread
 from server.gate import Gate, viewer_room
+from server.handler_guard import guarded
 from server.loop_monitor import LoopMonitor
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
@@ -45,6 +46,7 @@ class CaptionServer:
         self.admission = AdmissionController(config.admission, config.batching.max_batch_size)
         self.runner = InferenceRunner(engine, config.batching, self.admission,
                                       engine_thread or EngineThread(config.threads))
+        self.runner.stall_s = config.engine_stall_s
         self._init_front()
 
     def _init_front(self) -> None:
@@ -98,6 +100,9 @@ class CaptionServer:
                  self.engine.name)
 
     async def _handle(self, websocket: ServerConnection) -> None:
+        await guarded(self._serve(websocket), websocket)  # nothing escapes a handler
+
+    async def _serve(self, websocket: ServerConnection) -> None:
         if not self.gate.take_address(websocket):
             await _refuse(websocket, "too_many_connections",
                           "too many connections from your address; close some and retry")
@@ -168,6 +173,8 @@ class CaptionServer:
             "mean_online_batch": round(stats.mean_online_batch, 2),
             "online_busy_s": round(stats.online_busy_s, 3),
             "final_busy_s": round(stats.final_busy_s, 3),
+            "engine_failures": stats.failures,
+            "engine_stalls": stats.stalls,
             "live_streams": self.live_streams(),
             "capacity": self.admission.capacity(),
             **self.loop_monitor.health(),

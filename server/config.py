@@ -73,6 +73,7 @@ class ServerConfig:
     limits: SessionLimits = field(default_factory=SessionLimits)
     idle_timeout_s: float = 120.0  # no frame at all for this long: close (docs/design.md §8)
     drain_timeout_s: float = 30.0  # SIGTERM: how long open streams may take to finish
+    engine_stall_s: float = 60.0  # an engine call this long is stuck: fail its streams (1011)
     workers: int = 1  # front-end processes (server/workers.py); 1: all in this process
     tls: TLSFiles | None = None  # wss:// and https:// on the same port
     access: AccessPolicy = field(default_factory=AccessPolicy)  # tokens, rooms, origins

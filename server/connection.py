@@ -24,6 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from server import protocol
 from server.loop_monitor import FrameMeter
 from server.store import StreamInfo
+from server.upload_decoder import ConnectionUpload
 from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
 from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamStarted
 from streaming.session import CaptionSession, SessionState
@@ -31,6 +32,7 @@ from streaming.session import CaptionSession, SessionState
 log = logging.getLogger("captiond.connection")
 
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
+SEND_STALL_S = 20.0  # a client that takes no message for this long is closed
 
 
 class Runner(Protocol):
@@ -74,21 +76,33 @@ class CaptionConnection:
         # (code, message) refuses it with close 1008; and a count of errors sent.
         self.authorize: Callable[[CaptionSession], tuple[str, str] | None] | None = None
         self.on_error: Callable[[str], None] | None = None
+        self._closing: asyncio.Task | None = None  # closing a client that stopped reading
+        # encoded uploads are decoded on a thread, never on the loop
+        self._upload = ConnectionUpload(session, self._on_input, websocket.remote_address)
 
     async def run(self) -> None:
         self.runner.attach(self.session, self._on_results)
         sender = asyncio.create_task(self._send_loop())
         self._receiver = asyncio.create_task(self._receive_loop())
         try:
-            await asyncio.wait({self._receiver})
+            await asyncio.wait({self._receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            if not self._receiver.done():  # the sender failed (a bug): stop reading
+                self._receiver.cancel()
+                await asyncio.wait({self._receiver})
             if self._draining:
                 await self._drain_session()
             else:
+                await self._upload.finish(client_gone=True)  # its audio still counts
                 self.session.disconnect(self._now())
                 self.runner.notify(self.session)
         finally:
-            await self._stop_sender(sender)
-            self.runner.detach(self.session)
+            self._upload.abort()
+            try:
+                await self._stop_sender(sender)
+            finally:
+                self.runner.detach(self.session)
+        if not self._receiver.cancelled() and self._receiver.exception() is not None:
+            raise self._receiver.exception()  # a bug: the server's guard reports it (1011)
         if self._draining:
             await self.websocket.close(GOING_AWAY, "server shutting down")
 
@@ -101,6 +115,11 @@ class CaptionConnection:
     def _on_results(self) -> None:
         self._outbox.set()
         self._progress.set()
+
+    def _on_input(self) -> None:
+        """The session took input (here, decoded upload audio): offer its work."""
+        self.runner.notify(self.session)
+        self._outbox.set()
 
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
@@ -126,10 +145,11 @@ class CaptionConnection:
                 await self._decide_admission()
             else:
                 self.session.receive_audio(message, self._now())
-            self.runner.notify(self.session)
-            self._outbox.set()
+            self._on_input()
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
                 self.frame_meter.record(perf_counter() - started)
+            if self._upload.take():  # the client ended its upload: decode the rest first
+                await self._upload.finish()
 
     async def _hold_back_upload(self) -> None:
         """An upload arrives faster than the model takes it: read nothing more
@@ -165,8 +185,9 @@ class CaptionConnection:
 
     async def _drain_session(self) -> None:
         self.session.receive_end(self._now())  # docs/design.md §8: finalise open segments
-        self.runner.notify(self.session)
-        self._outbox.set()
+        self._on_input()
+        if self._upload.take():
+            await self._upload.finish()
         while self.session.busy:
             await self._progress.wait()
             self._progress.clear()
@@ -221,7 +242,12 @@ class CaptionConnection:
 
     async def _send(self, event: Event, text: str) -> bool:
         try:
-            await self.websocket.send(text)
+            try:
+                async with asyncio.timeout(SEND_STALL_S):
+                    await self.websocket.send(text)  # waits while the socket buffer is full
+            except TimeoutError:
+                self._close_stalled()
+                return False
             if isinstance(event, Error):
                 if self.on_error is not None:
                     self.on_error(event.code)
@@ -239,7 +265,23 @@ class CaptionConnection:
         done, _ = await asyncio.wait({sender}, timeout=SENDER_GRACE_S)
         if not done:
             sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+        (outcome,) = await asyncio.gather(sender, return_exceptions=True)
+        if isinstance(outcome, Exception):
+            raise outcome  # a bug: the server's guard reports it (1011)
+
+    def _close_stalled(self) -> None:
+        """The client stopped reading (docs/design.md §8): what it did not take
+        stays bounded; close it, and keep its finals going to its room."""
+        log.info("closing %s: it stopped reading for %g s", self.websocket.remote_address,
+                 SEND_STALL_S)
+        self._closing = asyncio.create_task(self._close_unread())  # the room goes on meanwhile
+
+    async def _close_unread(self) -> None:
+        try:  # a close frame, if it still goes out; it would not read it for long either
+            async with asyncio.timeout(SEND_STALL_S):
+                await self.websocket.close(POLICY_VIOLATION, "not reading")
+        except TimeoutError:
+            self.websocket.transport.abort()
 
     @staticmethod
     def _now() -> float:

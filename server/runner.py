@@ -19,6 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from server.engine_faults import (
+    FAILED_MESSAGE,
+    STALL_MESSAGE,
+    JobFailed,
+    infer_isolating,
+    within_watchdog,
+)
 from server.engine_thread import EngineThread, final_lane_threads
 from streaming.admission import AdmissionController
 from streaming.engine import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
@@ -26,6 +33,8 @@ from streaming.scheduler import BatchPolicy, BatchScheduler
 from streaming.session import CaptionSession, Job
 
 log = logging.getLogger("captiond.runner")
+
+STALL_S = 60.0  # an engine call this long is stuck: its streams are told (1011)
 
 
 @dataclass
@@ -35,6 +44,7 @@ class RunnerStats:
     online_batches: int = 0
     online_chunks: int = 0
     failures: int = 0
+    stalls: int = 0  # engine calls the watchdog gave up on (engine_faults.py)
     online_busy_s: float = 0.0  # time each lane spent inside the engine
     final_busy_s: float = 0.0
 
@@ -71,6 +81,7 @@ class InferenceRunner:
                        "final": EngineThread(final_threads, name="captiond-final")}
         self._busy: set[str] = set()
         self._batches: set[asyncio.Task] = set()
+        self.stall_s: float | None = STALL_S  # the engine watchdog (engine_faults.py)
 
     def attach(self, session: CaptionSession, on_events: Callable[[], None]) -> None:
         self._listeners[session] = on_events
@@ -145,17 +156,32 @@ class InferenceRunner:
             pass
 
     async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
+        call = asyncio.ensure_future(self._lanes[kind].run(self._timed_infer, kind, jobs))
+        if not await within_watchdog(call, self.stall_s):  # engine_faults.py
+            log.error("the engine's %s step of %d has run %g s: failing its streams",
+                      kind, len(jobs), self.stall_s)
+            self.stats.stalls += 1
+            for session, job in zip(sessions, jobs):
+                session.fail(job, STALL_MESSAGE)
+            self._wake_all(sessions)
+            await asyncio.gather(call, return_exceptions=True)  # the lane is busy till then
+            return
         try:
-            results, start, end = await self._lanes[kind].run(self._timed_infer, kind, jobs)
+            results, start, end = call.result()
         except Exception:
             log.exception("engine failed on a %s batch of %d", kind, len(jobs))
-            self.stats.failures += 1
-            for session, job in zip(sessions, jobs):
-                session.fail(job, "recognition failed on the server; see its log")
+            results, start, end = [JobFailed(None)] * len(jobs), 0.0, 0.0
         else:
             self._record(kind, jobs, start, end)
-            for session, job, result in zip(sessions, jobs, results):
+        for session, job, result in zip(sessions, jobs, results):
+            if isinstance(result, JobFailed):
+                self.stats.failures += 1
+                session.fail(job, FAILED_MESSAGE)
+            else:
                 session.complete(job, result)
+        self._wake_all(sessions)
+
+    def _wake_all(self, sessions: list) -> None:
         for session in dict.fromkeys(sessions):  # once each, though it had several jobs
             self.notify(session)
             listener = self._listeners.get(session)
@@ -165,7 +191,7 @@ class InferenceRunner:
     def _timed_infer(self, kind: str, jobs: list[Job]) -> tuple[list, float, float]:
         # monotonic: the same clock as the event loop's time(), which admission reads
         start = time.monotonic()
-        results = self._infer(kind, jobs)
+        results = infer_isolating(self._infer, kind, jobs)  # one bad job fails alone
         return results, start, time.monotonic()
 
     def _record(self, kind: str, jobs: list[Job], start: float, end: float) -> None:

@@ -1,4 +1,4 @@
-"""Audio in: PCM16 decoding, resampling to the model rate, whole-file decoding.
+"""Audio in: PCM16 decoding, resampling to the model rate, encoded-file decoding.
 
 Resampling uses soxr (libsoxr, a well-kept VHQ resampler) in streaming mode so
 that the output does not depend on how the client split its bytes.
@@ -7,6 +7,8 @@ that the output does not depend on how the client split its bytes.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 import soxr
@@ -58,19 +60,34 @@ class StreamResampler:
 
 def decode_file(data: bytes, out_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Decode a whole encoded file (wav, mp3, flac, m4a, ogg…) to mono float32."""
-    import av  # imported here: only offline file uploads need it
+    pieces = list(decode_container(io.BytesIO(data), out_rate))
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.concatenate(pieces)
+
+
+# Read little before the first frame: an upload decoded as it arrives (the
+# server's UploadDecoder) should not wait for FFmpeg's 5 MB / 5 s default probe.
+PROBE_OPTIONS = {"probesize": "32768", "analyzeduration": "1000000"}
+
+
+def decode_container(source: BinaryIO, out_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Decode an encoded file read from `source` (anything with `read(n)`; with
+    `seek` and `tell` too for containers that need them, like mp4) into mono
+    float32 pieces at `out_rate`, as its frames are decoded.
+
+    Raises `UnsupportedFormat` when FFmpeg cannot make audio of it."""
+    import av  # imported here: only encoded uploads need it
 
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
+        with av.open(source, mode="r", options=PROBE_OPTIONS) as container:
             if not container.streams.audio:
                 raise UnsupportedFormat("the uploaded file has no audio stream")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate)
-            pieces = []
             for frame in container.decode(audio=0):
-                pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
-            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+                for out in resampler.resample(frame):
+                    yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1).astype(np.float32, copy=False)
     except av.FFmpegError as exc:
         raise UnsupportedFormat(f"could not decode the uploaded audio: {exc}") from None
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
-    return np.concatenate(pieces).astype(np.float32)

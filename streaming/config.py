@@ -8,6 +8,7 @@ clients keep working. Every rejection names the field and what was expected.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -56,7 +57,7 @@ def parse_message(text: str) -> dict[str, Any]:
     """Decode a client text frame; it must be one JSON object."""
     try:
         message = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: JSONDecodeError, huge numbers
         raise InvalidJSON(f"text frames must be JSON objects: {exc}") from None
     if not isinstance(message, dict):
         raise InvalidJSON("text frames must be JSON objects, got " + type(message).__name__)
@@ -94,7 +95,7 @@ def _wav_format(value: Any) -> str:
 
 
 def _audio_fs(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+    if not _finite_number(value) or value != int(value):
         raise InvalidConfig(f"audio_fs must be an integer sample rate in Hz; got {value!r}")
     if not MIN_RATE <= value <= MAX_RATE:
         raise InvalidConfig(f"audio_fs must be between {MIN_RATE} and {MAX_RATE} Hz; got {value}")
@@ -134,7 +135,7 @@ def parse_hotwords(value: Any) -> dict[str, int]:
         if stripped.startswith("{"):
             try:
                 value = json.loads(stripped)
-            except json.JSONDecodeError as exc:
+            except (ValueError, RecursionError) as exc:  # ValueError: a 5000-digit number
                 raise InvalidConfig(f"hotwords is not valid JSON: {exc}") from None
         elif "," in stripped:
             value = {word.strip(): 20 for word in stripped.split(",") if word.strip()}
@@ -144,13 +145,20 @@ def parse_hotwords(value: Any) -> dict[str, int]:
         raise InvalidConfig('hotwords must be a JSON object {"word": weight} or a word list')
     hotwords = {}
     for word, weight in value.items():
-        bad_weight = isinstance(weight, bool) or not isinstance(weight, int | float)
+        bad_weight = not _finite_number(weight)
         if not word.strip() or len(word) > MAX_HOTWORD_CHARS or bad_weight:
             raise InvalidConfig(
                 f"hotword {word!r}: needs 1..{MAX_HOTWORD_CHARS} characters and a numeric weight"
             )
         hotwords[word.strip()] = int(weight)
     return hotwords
+
+
+def _finite_number(value: Any) -> bool:
+    """A JSON number we can compute with: JSON (Python's) also allows NaN and Infinity."""
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or isinstance(value, float) and math.isfinite(value)
 
 
 def _flag(message: Mapping[str, Any], key: str, default: bool) -> bool:

@@ -26,6 +26,8 @@ import enum
 from collections import deque
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from streaming.config import MAX_HOTWORDS, StreamConfig, parse_config, parse_message
 from streaming.engine import ChunkResult, Engine, FinalResult
 from streaming.errors import (
@@ -39,6 +41,7 @@ from streaming.errors import (
     StreamTooLong,
     TooBig,
     TooManyHotwords,
+    UnsupportedFormat,
 )
 from streaming.events import EndAcknowledged, Error, Event, StreamStarted
 from streaming.jobs import (
@@ -101,6 +104,7 @@ class CaptionSession:
         self._queue: deque[Job | Marker] = deque()
         self._in_flight: list[Job] = []  # one per kind, or several offline finals (jobs.may_start)
         self._events: list[Event] = []
+        self._acknowledge_upload_end = False  # FunASR's is_end on an encoded stream
         self.last_activity = now
         self._received_samples = 0  # PCM samples of the open stream, at its audio_fs
         self._first_audio_at: float | None = None
@@ -212,6 +216,10 @@ class CaptionSession:
         self.last_activity = now
         if self.state is not SessionState.STREAMING:
             return  # an end with no stream open: nothing to close
+        if self.config.encoded:  # finished by end_upload, once decoded
+            self._stream.upload_ended = True
+            self._acknowledge_upload_end = acknowledge
+            return
         self._finish_stream(now)
         if acknowledge:  # after the stream's last job, so after its last final
             self._queue.append(EndAckMarker(self.config))
@@ -245,6 +253,43 @@ class CaptionSession:
             raise Overloaded(
                 "audio is arriving faster than it can be recognised; slow down and retry"
             )
+
+    # ---- encoded uploads ------------------------------------------------------
+    # Decoding blocks (PyAV), so the server decodes off the event loop
+    # (server/upload_decoder.py): it takes the accepted bytes, feeds back the
+    # decoded audio, and ends the upload once the client ended it and decoding
+    # is done.
+
+    def take_upload(self) -> bytes:
+        """Encoded bytes accepted since the last call, for the server's decoder."""
+        if self.state is not SessionState.STREAMING or not self.config.encoded:
+            return b""
+        return self._stream.take_upload()
+
+    @property
+    def upload_ended(self) -> bool:
+        """The client ended an encoded stream; it finishes at `end_upload`."""
+        return self.state is SessionState.STREAMING and self._stream.upload_ended
+
+    def receive_decoded(self, samples: np.ndarray, now: float) -> None:
+        """Decoded audio of the open upload: mono float32 at the engine's rate."""
+        if self.state is SessionState.STREAMING and self.config.encoded:
+            self._queue.extend(self._stream.receive_decoded(samples, now))
+            self._emit_end_markers()
+
+    def end_upload(self, now: float, error: str | None = None) -> None:
+        """Decoding ended: finish the stream with what was decoded; `error` says
+        why the rest could not be (the client is told, 1003)."""
+        self._guarded(self._on_upload_end, error, now)
+
+    def _on_upload_end(self, error: str | None, now: float) -> None:
+        if self.state is not SessionState.STREAMING or not self.config.encoded:
+            return
+        if error is not None:
+            raise UnsupportedFormat(error)  # _guarded finishes what was decoded first
+        self._finish_stream(now)
+        if self._acknowledge_upload_end:  # after the stream's last job (FunASR's is_end)
+            self._queue.append(EndAckMarker(self.config))
 
     # ---- model work ----------------------------------------------------------
 
@@ -283,7 +328,10 @@ class CaptionSession:
         return job
 
     def complete(self, job: Job, result: ChunkResult | FinalResult) -> None:
-        assert any(j is job for j in self._in_flight), "a job completes once, after it was taken"
+        taken = any(j is job for j in self._in_flight)
+        if self.state is SessionState.CLOSED and not taken:
+            return  # failed meanwhile (`fail`, e.g. by its other lane): nobody waits for it
+        assert taken, "a job completes once, after it was taken"
         self._in_flight = [j for j in self._in_flight if j is not job]
         if isinstance(job, OnlineJob):
             self._on_chunk_result(job, result)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from streaming.audio import StreamResampler, decode_file, pcm16_to_float
+from streaming.audio import StreamResampler, pcm16_to_float
 from streaming.config import StreamConfig
 from streaming.engine import SAMPLE_RATE, ChunkRequest, FinalRequest, StreamOptions
 from streaming.errors import TooBig
@@ -47,7 +47,9 @@ class AudioStream:
         self.history = AudioHistory()
         self.frame_tail = np.zeros(0, dtype=np.float32)
         self.pcm_tail = b""  # frame_tail as the client's PCM16 bytes, at 16 kHz input
-        self.encoded = bytearray()
+        self.upload = bytearray()  # encoded bytes not yet taken by the server's decoder
+        self.upload_bytes = 0  # the whole upload so far, against the size limit
+        self.upload_ended = False  # the client ended an encoded stream: decode, then finish
         self.utterance: Utterance | None = None
         self.next_segment = 0
 
@@ -60,17 +62,27 @@ class AudioStream:
         return self._feed(self.resampler.feed(samples), now)
 
     def receive_encoded(self, data: bytes, max_bytes: int) -> None:
-        """Part of an uploaded file; it is decoded whole when the stream ends."""
-        if len(self.encoded) + len(data) > max_bytes:
+        """Part of an uploaded file, kept for the server's decoder (`take_upload`):
+        decoding blocks, so it runs off the event loop (server/upload_decoder.py)."""
+        if self.upload_bytes + len(data) > max_bytes:
             raise TooBig(f"uploaded file exceeds {max_bytes} bytes")
-        self.encoded += data
+        self.upload_bytes += len(data)
+        self.upload += data
+
+    def take_upload(self) -> bytes:
+        data, self.upload = bytes(self.upload), bytearray()
+        return data
+
+    def receive_decoded(self, samples: np.ndarray, now: float) -> list[Job]:
+        """Decoded audio of the upload: mono float32 already at SAMPLE_RATE."""
+        return self._feed(samples, now)
 
     def finish(self, now: float) -> list[Job | EndMarker]:
-        """Flush everything the stream holds: its last jobs, or the closing marker."""
-        if self.config.encoded:
-            jobs: list[Job | EndMarker] = self._feed_decoded_file(now)
-        else:
-            jobs = self._feed(self.resampler.feed(np.zeros(0, np.float32), last=True), now)
+        """Flush everything the stream holds: its last jobs, or the closing marker.
+        An encoded stream ends with what was decoded by now."""
+        jobs: list[Job | EndMarker] = []
+        if not self.config.encoded:
+            jobs += self._feed(self.resampler.feed(np.zeros(0, np.float32), last=True), now)
         self.history.append(self.frame_tail)  # the last partial frame still counts
         self.frame_tail = np.zeros(0, dtype=np.float32)
         if self.utterance is None:
@@ -103,10 +115,6 @@ class AudioStream:
         self.frame_tail = pending[usable:].copy()
         self.pcm_tail = b"" if pcm is None else pcm[2 * usable :]
         return jobs
-
-    def _feed_decoded_file(self, now: float) -> list[Job]:
-        data, self.encoded = bytes(self.encoded), bytearray()
-        return self._feed(decode_file(data), now) if data else []
 
     def _on_boundary(self, boundary: SpeechStarted | SpeechEnded, now: float) -> list[Job]:
         if isinstance(boundary, SpeechEnded):

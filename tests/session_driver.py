@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from streaming.audio import decode_file
+from streaming.errors import UnsupportedFormat
 from streaming.events import StreamStarted
 from streaming.session import CaptionSession
 from streaming.vad import EndpointOptions
@@ -19,6 +21,18 @@ def run_jobs(session: CaptionSession) -> None:
         session.complete(job, result)
 
 
+def decode_upload(session: CaptionSession, now: float) -> None:
+    """What the server's upload decoder does, inline: decode what the session
+    accepted, hand the audio back and end the upload."""
+    error = None
+    if data := session.take_upload():
+        try:
+            session.receive_decoded(decode_file(data), now)
+        except UnsupportedFormat as exc:
+            error = str(exc)
+    session.end_upload(now, error)
+
+
 def stream_session(
     engine, pcm: bytes, frame_bytes: int = 3200, mode: str = "2pass", rate: int = 16000,
     endpoint: EndpointOptions | None = None, **config,
@@ -32,5 +46,7 @@ def stream_session(
         session.receive_audio(pcm[i : i + frame_bytes], now=i / (2 * rate))
         run_jobs(session)
     session.receive_text('{"is_speaking": false}', now=1e6)
+    if session.upload_ended:
+        decode_upload(session, now=1e6)
     run_jobs(session)
     return session, [e for e in session.events() if not isinstance(e, StreamStarted)]

@@ -10,7 +10,7 @@ from streaming.errors import INVALID_PAYLOAD, MESSAGE_TOO_BIG, POLICY_VIOLATION,
 from streaming.events import Error, Final, Partial, StreamEnd, StreamStarted
 from streaming.session import CaptionSession, SessionLimits, SessionState
 from tests.conftest import DATA, wav_pcm16
-from tests.session_driver import run_jobs, stream_session
+from tests.session_driver import decode_upload, run_jobs, stream_session
 from tests.streaming.engine_double import StrideCountingEngine
 
 
@@ -207,6 +207,14 @@ def test_audio_before_config_is_refused():
         ({"hotwords": 42}, "hotwords"),
         ({"wav_format": "exe"}, "wav_format"),
         ({"itn": "maybe"}, "itn"),
+        # found by tests/server/test_protocol_fuzz.py: JSON allows NaN and Infinity
+        ({"audio_fs": float("nan")}, "audio_fs"),
+        ({"audio_fs": float("inf")}, "audio_fs"),
+        ({"hotwords": '{"word": NaN}'}, "hotword"),
+        ({"hotwords": '{"word": -Infinity}'}, "hotword"),
+        ({"hotwords": '{"word": ' + "[" * 100_000 + "]" * 100_000 + "}"}, "hotwords"),
+        ({"audio_fs": 10**400}, "audio_fs"),
+        ({"hotwords": '{"word": ' + "9" * 5000 + "}"}, "hotwords"),
     ],
 )
 def test_invalid_config_names_the_field(cfg, field):
@@ -214,6 +222,12 @@ def test_invalid_config_names_the_field(cfg, field):
     error = error_of(session)
     assert error.code == "invalid_config" and error.close_code == INVALID_PAYLOAD
     assert field in error.message
+
+
+def test_a_number_too_long_to_parse_is_invalid_json():
+    session = CaptionSession(StrideCountingEngine())
+    session.receive_text('{"audio_fs": ' + "9" * 5000 + "}", now=0.0)
+    assert error_of(session).code == "invalid_json"
 
 
 def test_odd_byte_count_is_refused():
@@ -241,6 +255,8 @@ def test_undecodable_upload_is_refused():
     session = configured(mode="offline", wav_format="mp3")
     session.receive_audio(b"definitely not an mp3" * 50, now=0.0)
     session.receive_text('{"is_speaking": false}', now=1.0)
+    assert session.upload_ended
+    decode_upload(session, now=1.0)
     error = error_of(session)
     assert error.code == "unsupported_format" and "decode" in error.message
 
