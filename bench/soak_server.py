@@ -33,7 +33,11 @@ class SampledServer:
 
     def __enter__(self) -> SampledServer:
         self._log = tempfile.NamedTemporaryFile("w+", prefix="captiond-soak-", suffix=".log")
-        command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", *self.args]
+        # the transcript store in a scratch file, not the user's data directory
+        self._scratch = tempfile.TemporaryDirectory(prefix="captiond-soak-")
+        store = ["--store", str(Path(self._scratch.name) / "transcripts.sqlite3")]
+        command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", *store,
+                   *self.args]
         self.process = subprocess.Popen(command, cwd=ROOT, stderr=self._log)
         self._started = time.monotonic()
         while not (match := re.search(r"listening on ws://[\d.]+:(\d+)", self.log_text())):
@@ -52,6 +56,7 @@ class SampledServer:
             self.process.kill()
             self.process.wait()
         self._log.close()
+        self._scratch.cleanup()
 
     @property
     def url(self) -> str:
