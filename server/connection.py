@@ -22,7 +22,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
+from server.connection_report import ConnectionReport
 from server.loop_monitor import FrameMeter
+from server.metrics import ServerMetrics
 from server.store import StreamInfo
 from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
 from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamStarted
@@ -53,8 +55,10 @@ class CaptionConnection:
         frame_meter: FrameMeter | None = None,
         record: Callable[[str, StreamInfo, dict[str, Any]], Awaitable[dict[str, Any]]]
         | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.websocket = websocket
+        self.report = ConnectionReport(websocket.remote_address, metrics)
         self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
         self.admit = admit  # the server's admission call: why a live stream is refused
         self.record = record  # the transcript store: a room final, returned with its id
@@ -89,6 +93,7 @@ class CaptionConnection:
         finally:
             await self._stop_sender(sender)
             self.runner.detach(self.session)
+            self.report.finish(self._draining, self.websocket.close_code)
         if self._draining:
             await self.websocket.close(GOING_AWAY, "server shutting down")
 
@@ -125,6 +130,7 @@ class CaptionConnection:
                 await self._decide_admission()
             else:
                 self.session.receive_audio(message, self._now())
+                self.report.audio(len(message), self.session.config)
             self.runner.notify(self.session)
             self._outbox.set()
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
@@ -152,6 +158,7 @@ class CaptionConnection:
             reason = await self.admit(self.session)
             if reason is not None:
                 log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
+                self.report.refused("overloaded")
                 self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
                 self._collect()
 
@@ -187,6 +194,7 @@ class CaptionConnection:
     async def _encode(self, event: Event) -> str:
         """The event's wire text, serialised once for the client and the room.
         A room's final is stored before anyone is sent it (docs/design.md §8)."""
+        self.report.saw(event)
         config = self.session.config
         if config is None or isinstance(event, Error):
             return protocol.dumps(protocol.to_message(event))
