@@ -112,7 +112,7 @@ class RoomRegistry:
 
     def room_count(self) -> int:
         """Rooms someone is watching (rooms without viewers only keep history)."""
-        return sum(1 for room in self._rooms.values() if room.viewers)
+        return sum(1 for feeds in self._viewers.values() if feeds)
 
     def viewer_count(self) -> int:
         return sum(len(feeds) for feeds in self._viewers.values())

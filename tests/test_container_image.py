@@ -40,9 +40,9 @@ def test_cpu_image_builds_and_its_container_becomes_healthy(docker):
     user = subprocess.run(["docker", "image", "inspect", "-f", "{{.Config.User}}", IMAGE],
                           capture_output=True, text=True, check=True).stdout.strip()
     assert user and user != "root"
-    container = subprocess.run(
-        ["docker", "run", "-d", "-p", "127.0.0.1::10095", IMAGE, "serve", "--engine", "whisper",
-         "--no-calibrate", "--insecure-open"], capture_output=True, text=True, check=True).stdout.strip()
+    serve = ["serve", "--engine", "whisper", "--no-calibrate", "--insecure-open"]
+    container = subprocess.run(["docker", "run", "-d", "-p", "127.0.0.1::10095", IMAGE, *serve],
+                               capture_output=True, text=True, check=True).stdout.strip()
     try:
         health = ""
         deadline = time.monotonic() + 600

@@ -116,8 +116,14 @@ async def test_readyz_reports_a_failing_readiness_check(start_server, paraformer
     assert await http_get(server, "/readyz") == (503, "store: data dir not writable\n")
 
 
-async def test_metrics_answer_403_when_the_admin_check_refuses(start_server, paraformer_engine):
-    server = await start_server(paraformer_engine)
-    server.admin_check = lambda request: request.headers.get("Authorization") == "Bearer x"
-    status, _ = await http_get(server, "/metrics")
-    assert status == 403
+async def test_metrics_need_the_admin_token_once_access_control_is_on(
+        start_server, paraformer_engine):
+    from tests.server.test_access_control import ADMIN, POLICY, VIEWER
+
+    server = await start_server(paraformer_engine, access=POLICY)
+    assert (await http_get(server, "/metrics"))[0] == 403
+    viewer = f"Authorization: Bearer {VIEWER}\r\n"
+    assert (await http_get(server, "/metrics", viewer))[0] == 403
+    status, body = await http_get(server, "/metrics", f"Authorization: Bearer {ADMIN}\r\n")
+    assert status == 200 and "captiond_chunks_total" in body
+    assert (await http_get(server, "/healthz"))[0] == 200  # probes need no token
