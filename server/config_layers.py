@@ -131,7 +131,9 @@ def render(parsers: list[argparse.ArgumentParser], args: argparse.Namespace,
         if value is None:
             lines.append(f"# {dest} =  (unset; {origin})")
             continue
-        shown = json.dumps(MASK) if is_secret(dest) else _toml_value(value)
+        # numbers named so (max_streams_per_token) are limits, not secrets
+        masked = is_secret(dest) and not isinstance(value, (bool, int, float))
+        shown = json.dumps(MASK) if masked else _toml_value(value)
         lines.append(f"{dest} = {shown}  # {origin}")
     return "\n".join(lines) + "\n"
 
