@@ -80,8 +80,12 @@ def apply_layers(parsers: list[argparse.ArgumentParser], file_settings: Mapping[
         raise ConfigError(f"{file_name}: unknown setting(s) {', '.join(unknown)}; "
                           f"known: {', '.join(sorted(options))}")
     layers = [(file_settings, f"file {file_name}")]
+    # Repeatable options take no variable here: a list in one string is
+    # ambiguous, and --token reads its own CAPTIOND_TOKEN (server/security_cli.py).
     layers.append(({dest: environ[ENV_PREFIX + dest.upper()] for dest in options
-                    if ENV_PREFIX + dest.upper() in environ}, "environment"))
+                    if ENV_PREFIX + dest.upper() in environ
+                    and not isinstance(options[dest][0][1], argparse._AppendAction)},
+                   "environment"))
     origins = {}
     for settings, origin in layers:
         for dest, raw in settings.items():
@@ -93,6 +97,13 @@ def apply_layers(parsers: list[argparse.ArgumentParser], file_settings: Mapping[
 
 
 def _convert(action: argparse.Action, raw: Any, where: str) -> Any:
+    if isinstance(action, argparse._AppendAction):  # repeatable: a list in the file
+        items = raw if isinstance(raw, list) else [raw]
+        return [_convert_one(action, item, where) for item in items]
+    return _convert_one(action, raw, where)
+
+
+def _convert_one(action: argparse.Action, raw: Any, where: str) -> Any:
     name = action.option_strings[-1]
     if isinstance(action, argparse._StoreConstAction):  # store_true / store_false
         return _boolean(raw, name, where)  # the setting's own value: calibrate = false
