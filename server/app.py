@@ -11,7 +11,7 @@ import http
 import json
 import logging
 import signal
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
@@ -23,6 +23,13 @@ from server.engine_thread import EngineThread
 from server.gate import Gate, viewer_room
 from server.handler_guard import guarded
 from server.loop_monitor import LoopMonitor
+from server.metrics import ServerMetrics, describe_model
+from server.ops_routes import (
+    AdminCheck,
+    ReadinessCheck,
+    not_ready_reasons,
+    respond_ops,
+)
 from server.rooms import RoomRegistry
 from server.runner import InferenceRunner
 from server.static import respond_static
@@ -48,6 +55,8 @@ class CaptionServer:
                                       engine_thread or EngineThread(config.threads))
         self.runner.stall_s = config.engine_stall_s
         self._init_front()
+        self.runner.metrics = self.metrics
+        describe_model(self.metrics, config.models, engine)
 
     def _init_front(self) -> None:
         self.connections: set[CaptionConnection] = set()
@@ -57,14 +66,24 @@ class CaptionServer:
         self._server: Server | None = None
         self._runner_task: asyncio.Task | None = None
         self.loop_monitor = LoopMonitor()  # where the loop's time goes, for /health
+        self.started = False  # models loaded and runner going: /readyz may say 200
+        self.readiness_checks: list[ReadinessCheck] = []  # e.g. the store is writable
+        # /metrics: the admin token once access control is on (server/auth.py)
+        self.admin_check: AdminCheck = self.gate.access.is_admin
+        self.metrics = ServerMetrics()
+        self.metrics.watch(lambda: len(self.connections), self.live_streams,
+                           self.rooms.viewer_count, self.rooms.room_count,
+                           lambda: not not_ready_reasons(self))
 
     @property
     def port(self) -> int:
         return self._server.sockets[0].getsockname()[1]
 
-    async def start(self) -> None:
+    async def start(self, before_listen: Callable[[], Awaitable[None]] | None = None) -> None:
         await self.rooms.open()
         await self.start_backend()
+        if before_listen is not None:
+            await before_listen()  # the startup probe hands the port over (server/startup.py)
         await self.listen()
 
     async def start_backend(self) -> None:
@@ -77,6 +96,7 @@ class CaptionServer:
             log.info("capacity: %s live streams in real time", self.admission.capacity())
         self._runner_task = asyncio.create_task(self.runner.run(), name="captiond-runner")
         self.loop_monitor.start()
+        self.started = True
 
     async def listen(self, **options) -> None:
         """Accept clients on the configured port (`options`: more for `serve`)."""
@@ -123,7 +143,8 @@ class CaptionServer:
         )
         connection = CaptionConnection(websocket, session, self.runner,
                                        self.config.idle_timeout_s, self._publish,
-                                       self._admit, self.loop_monitor.frames, self.rooms.record)
+                                       self._admit, self.loop_monitor.frames, self.rooms.record,
+                                       self.metrics)
         connection.authorize = lambda s: self.gate.stream_refusal(websocket.request, s)
         connection.on_error = self.gate.count_error
         self.connections.add(connection)
@@ -135,6 +156,8 @@ class CaptionServer:
 
     async def _process_request(self, connection: ServerConnection, request: Request
                                ) -> Response | None:
+        if (answer := respond_ops(self, connection, request)) is not None:
+            return answer
         if request.path.split("?")[0] == "/health":
             return _json_response(connection, self.gate.health_view(request, self.health()))
         if "upgrade" not in request.headers.get("Connection", "").lower():
@@ -142,6 +165,7 @@ class CaptionServer:
                                                 self.gate.access.viewer_refusal)
             return exported or respond_static(connection, request.path)
         if self.draining:
+            self.metrics.refused.labels("draining").inc()
             return connection.respond(http.HTTPStatus.SERVICE_UNAVAILABLE, "Shutting down\n")
         return self.gate.handshake_refusal(connection, request)
 
@@ -159,6 +183,9 @@ class CaptionServer:
         """The one admission decision (docs/design.md §8): why one more live stream,
         beside `live_elsewhere` others, is refused; None admits it."""
         return self.admission.refusal(live_elsewhere, asyncio.get_running_loop().time())
+
+    def metrics_text(self) -> bytes:
+        return self.metrics.render()
 
     def health(self) -> dict:
         stats = self.runner.stats
@@ -182,8 +209,9 @@ class CaptionServer:
 
     async def drain(self) -> None:
         """Stop accepting, finalise every open utterance, deliver finals, stop."""
+        # Still listening: probes see /readyz 503 and new streams a 503 answer,
+        # instead of a refused socket that looks like a crash (docs/operations.md).
         self.draining = True
-        self._server.close(close_connections=False)
         handlers = {asyncio.create_task(_until_closed(c)) for c in self.connections}
         for connection in list(self.connections):
             connection.drain()
@@ -202,8 +230,9 @@ class CaptionServer:
         self.runner.close()
         await self.rooms.close()  # after the last final was written
 
-    async def serve_until_signalled(self) -> None:
-        await self.start()
+    async def serve_until_signalled(
+            self, before_listen: Callable[[], Awaitable[None]] | None = None) -> None:
+        await self.start(before_listen)
         await stop_signal()
         log.info("signal received: draining open streams (up to %gs)",
                  self.config.drain_timeout_s)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Mapping, Sequence
 
 from server.auth import exposure_problem
 from server.config import (
@@ -18,6 +18,8 @@ from server.config import (
     ServerConfig,
     WhisperOptions,
 )
+from server.config_layers import ConfigError, apply_layers, config_path, read_file, render
+from server.logs import FORMATS, LogOptions, setup_logging
 from server.security_cli import (
     CONFIG_ERRORS,
     add_link_command,
@@ -35,20 +37,41 @@ log = logging.getLogger("captiond")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
+    setup_logging(LogOptions(args.log_level, args.log_format, args.log_transcripts))
     return args.func(args)
+
+
+def parse_args(argv: Sequence[str], environ: Mapping[str, str]) -> argparse.Namespace:
+    """Built-in defaults < config file < CAPTIOND_* < flags (config_layers.py)."""
+    parser = _parser()
+    try:
+        path = config_path(list(argv), environ)
+        origins = apply_layers(parser.layered, read_file(path) if path else {}, path, environ)
+    except ConfigError as exc:
+        parser.error(str(exc))
+    args = parser.parse_args(argv)
+    args.origins, args.parsers = origins, parser.layered
+    return args
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="captiond", description=__doc__)
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML settings file (captiond.example.toml); env CAPTIOND_CONFIG")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"],
+                        help="debug also shows FunASR's and ModelScope's loading messages")
+    parser.add_argument("--log-format", default="text", choices=FORMATS,
+                        help="json: one JSON object per line")
+    parser.add_argument("--log-transcripts", action="store_true",
+                        help="write caption text to the log (off: it may be confidential)")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
-    _add_serve(commands)
+    serve = _add_serve(commands)
+    show = _add_config_show(commands)
+    from server.models_command import add_models_commands
+
+    # the parsers that config files and CAPTIOND_* feed
+    parser.layered = [parser, serve, show, *add_models_commands(commands)]
     _add_make_test_models(commands)
     add_link_command(commands)
     from clients.cli import add_client_commands
@@ -57,10 +80,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_serve(commands) -> None:
+def _add_serve(commands) -> argparse.ArgumentParser:
+    p = commands.add_parser("serve", help="run the caption server")
+    _add_serve_options(p)
+    p.set_defaults(func=_serve)
+    return p
+
+
+def _add_config_show(commands) -> argparse.ArgumentParser:
+    config = commands.add_parser("config", help="the effective configuration")
+    actions = config.add_subparsers(required=True, metavar="ACTION")
+    show = actions.add_parser("show", help="print the settings `serve` would use, as TOML "
+                                           "(secrets masked); takes the same options")
+    _add_serve_options(show)
+    show.set_defaults(func=_show_config)
+    return show
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    print(render([args.parsers[0], args.parsers[1]], args, args.origins), end="")
+    return 0
+
+
+def _add_serve_options(p: argparse.ArgumentParser) -> None:
     from server.engines import LOADERS
 
-    p = commands.add_parser("serve", help="run the caption server")
+    p.add_argument("--config", metavar="FILE", help="TOML settings file (also before COMMAND)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)
     m = p.add_argument_group("models")
@@ -128,7 +173,6 @@ def _add_serve(commands) -> None:
     lim.add_argument("--max-frame-bytes", type=int, default=SessionLimits.max_frame_bytes)
     lim.add_argument("--idle-timeout", type=float, default=120.0, help="seconds")
     add_security_arguments(p)
-    p.set_defaults(func=_serve)
 
 
 def _add_room_options(p: argparse.ArgumentParser) -> None:
@@ -218,11 +262,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.app import CaptionServer
     from server.engine_thread import EngineThread
-    from server.engines import build_engine
-    from streaming.engines.funasr_adapter import FunASRMismatch
-    from streaming.errors import ModelNotFoundError
+    from server.startup import serve_captions
 
     try:
         config = config_from_args(args)
@@ -234,37 +275,15 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"captiond: {problem}", file=sys.stderr)
         return 2
     engine_thread = EngineThread(config.threads)  # loads the models, then runs the online lane
-    try:
-        engine = engine_thread.call(build_engine, config.models)
-    except (ModelNotFoundError, FunASRMismatch) as exc:
-        engine_thread.close()
-        print(f"captiond: {exc}", file=sys.stderr)
-        return 2
-    if args.workers is None:
-        from server.model_loading import pick_device
-        from server.workers import default_workers
-
-        config = replace(config, workers=default_workers(pick_device(config.models.device)))
-    if config.workers == 1:
-        run_loop(CaptionServer(config, engine, engine_thread).serve_until_signalled())
-        return 0
-    from server.workers import MultiWorkerServer, WorkerStartError
-
-    try:
-        run_loop(MultiWorkerServer(config, engine, engine_thread).serve_until_signalled())
-    except WorkerStartError as exc:
-        print(f"captiond: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_loop(serve_captions(config, engine_thread, pick_workers=args.workers is None))
 
 
-def run_loop(coro) -> None:
+def run_loop(coro):
     try:
         import uvloop
     except ImportError:  # uvloop has no Windows build
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+        return asyncio.run(coro)
+    return uvloop.run(coro)
 
 
 def _make_test_models(args: argparse.Namespace) -> int:

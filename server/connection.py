@@ -22,7 +22,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from server import protocol
+from server.connection_report import ConnectionReport
 from server.loop_monitor import FrameMeter
+from server.metrics import ServerMetrics
 from server.store import StreamInfo
 from server.upload_decoder import ConnectionUpload
 from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
@@ -55,8 +57,10 @@ class CaptionConnection:
         frame_meter: FrameMeter | None = None,
         record: Callable[[str, StreamInfo, dict[str, Any]], Awaitable[dict[str, Any]]]
         | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.websocket = websocket
+        self.report = ConnectionReport(websocket.remote_address, metrics)
         self.publish = publish  # rooms fan-out: (room, message, its JSON text, utterance_final)
         self.admit = admit  # the server's admission call: why a live stream is refused
         self.record = record  # the transcript store: a room final, returned with its id
@@ -101,6 +105,7 @@ class CaptionConnection:
                 await self._stop_sender(sender)
             finally:
                 self.runner.detach(self.session)
+                self.report.finish(self._draining, self.websocket.close_code)
         if not self._receiver.cancelled() and self._receiver.exception() is not None:
             raise self._receiver.exception()  # a bug: the server's guard reports it (1011)
         if self._draining:
@@ -145,6 +150,7 @@ class CaptionConnection:
                 await self._decide_admission()
             else:
                 self.session.receive_audio(message, self._now())
+                self.report.audio(len(message), self.session.config)
             self._on_input()
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
                 self.frame_meter.record(perf_counter() - started)
@@ -180,6 +186,7 @@ class CaptionConnection:
             reason = await self.admit(self.session)
             if reason is not None:
                 log.warning("refused a stream from %s: %s", self.websocket.remote_address, reason)
+                self.report.refused("overloaded")
                 self.session.refuse("overloaded", reason, TRY_AGAIN_LATER)
                 self._collect()
 
@@ -216,6 +223,7 @@ class CaptionConnection:
     async def _encode(self, event: Event) -> str:
         """The event's wire text, serialised once for the client and the room.
         A room's final is stored before anyone is sent it (docs/design.md §8)."""
+        self.report.saw(event)
         config = self.session.config
         if config is None or isinstance(event, Error):
             return protocol.dumps(protocol.to_message(event))

@@ -29,6 +29,7 @@ from websockets.http11 import Request, Response
 from server.app import CaptionServer
 from server.config import ServerConfig
 from server.engine_link import Link
+from server.logs import LogOptions, setup_logging
 from server.remote import EngineFace, RemoteEngine, RemoteRunner
 from server.rooms import RoomRegistry
 from server.store.linked import LinkedStore
@@ -56,6 +57,7 @@ class FrontendServer(CaptionServer):
         self._admissions: dict[int, asyncio.Future] = {}
         self._ids = itertools.count(1)
         self._figures: dict[str, Any] = {"engine": face.name, "workers": config.workers}
+        self._engine_metrics = b""  # the engine process's /metrics part, as of its last push
         self._drain_requested = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
 
@@ -72,6 +74,7 @@ class FrontendServer(CaptionServer):
         self.loop_monitor.start()  # this process's per-frame cost, for the engine's /health
         self._spawn(self._receive(), self._push_stats())
         await self.listen(reuse_port=True, process_response=self._tag_response)
+        self.started = True  # the engine process loaded the models before spawning us
         self.link.send(("ready", self.index))
 
     def _spawn(self, *coroutines) -> None:
@@ -120,6 +123,8 @@ class FrontendServer(CaptionServer):
                     future.set_result(reason)
             elif kind == "figures":
                 self._figures = fields[0]
+            elif kind == "metrics":
+                self._engine_metrics = fields[0]
             elif kind == "drain":
                 self._drain_requested.set()
 
@@ -137,6 +142,10 @@ class FrontendServer(CaptionServer):
         self._admissions[request_id] = future
         self.link.send(("admit", request_id, others))
         return await future
+
+    def metrics_text(self) -> bytes:
+        """This worker's connection figures, and the engine process's last push."""
+        return self.metrics.render(self._engine_metrics)
 
     def health(self) -> dict:
         """Whole-server figures from the engine process, as of its last push."""
@@ -162,11 +171,10 @@ class FrontendServer(CaptionServer):
 
 
 def worker_main(config: ServerConfig, face: EngineFace, index: int, link_path: str,
-                log_level: int) -> None:
+                log_options: LogOptions) -> None:
     """Entry point of a worker process (multiprocessing "spawn")."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.basicConfig(level=log_level,
-                        format=f"%(asctime)s %(levelname)s %(name)s[w{index}]: %(message)s")
+    setup_logging(log_options, tag=f"w{index}")
     from server.cli import run_loop
 
     run_loop(FrontendServer(config, face, index, link_path).run_until_drained())

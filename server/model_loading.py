@@ -2,8 +2,9 @@
 
 Accepts a FunASR alias (`paraformer-zh-streaming`), a hub id (`iic/...`) or a
 local model directory. Ids already in the ModelScope (or Hugging Face) cache
-are resolved to their directory first, so loading them never touches the
-network. Only a model that is nowhere on disk triggers a download, and only
+are resolved to their directory first, by the hub libraries' own offline
+lookup (server/model_hubs.py), so loading them never touches the network.
+Only a model that is nowhere on disk triggers a download, and only
 after a short reachability probe: offline, FunASR/ModelScope would otherwise
 retry with back-off (measured here: ~22 s per model, longer where packets are
 dropped instead of refused) and then fail with an unrelated error.
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from server.devices import pick_device
+from server.model_hubs import find_downloaded, is_model_dir, modelscope_cache_dir, resolve_hub_id
 from streaming.engines import funasr_adapter
 from streaming.errors import ModelNotFoundError
 
@@ -27,44 +29,6 @@ log = logging.getLogger(__name__)
 
 ROLES = ("online", "offline", "punctuation")
 _PROBE_TIMEOUT_S = 3.0
-
-
-def modelscope_cache_dir() -> Path:
-    # Same rule as modelscope.utils.file_utils.get_modelscope_cache_dir, without
-    # importing modelscope (2.5 s) just to read an environment variable.
-    return Path(os.path.expanduser(os.getenv("MODELSCOPE_CACHE", "~/.cache/modelscope/hub")))
-
-
-def hf_cache_dir() -> Path:
-    hf_home = os.getenv("HF_HOME", "~/.cache/huggingface")
-    return Path(os.path.expanduser(os.getenv("HF_HUB_CACHE", os.path.join(hf_home, "hub"))))
-
-
-def is_model_dir(path: Path) -> bool:
-    """A directory FunASR's local-path loader understands."""
-    return path.is_dir() and (
-        (path / "configuration.json").is_file() or (path / "config.yaml").is_file()
-    )
-
-
-def resolve_hub_id(name: str, hub: str = "ms") -> str:
-    """FunASR alias → hub id (`paraformer-zh-streaming` → `iic/...-online`)."""
-    return funasr_adapter.hub_name_map(hub).get(name, name)
-
-
-def cached_model_dir(hub_id: str) -> tuple[Path | None, list[Path]]:
-    """The cached directory of a hub id, if any, and every place that was checked."""
-    ms = modelscope_cache_dir()
-    # ModelScope stores `org/name` under models/ (newer) or directly (older), and
-    # replaces dots in names with "___".
-    escaped = hub_id.replace(".", "___")
-    candidates = [ms / "models" / escaped, ms / "models" / hub_id, ms / hub_id, ms / escaped]
-    hf_repo = hf_cache_dir() / ("models--" + hub_id.replace("/", "--")) / "snapshots"
-    candidates += sorted(hf_repo.glob("*"), reverse=True) if hf_repo.is_dir() else [hf_repo]
-    for candidate in dict.fromkeys(candidates):
-        if is_model_dir(candidate):
-            return candidate, []
-    return None, list(dict.fromkeys(candidates))
 
 
 def _probe(url: str, timeout_s: float, answer: list[bool]) -> None:
@@ -104,7 +68,7 @@ def _looks_like_path(name: str) -> bool:
     )
 
 
-def _not_found(name: str, role: str, looked: list[Path], reason: str) -> ModelNotFoundError:
+def _not_found(name: str, role: str, looked: list, reason: str) -> ModelNotFoundError:
     hub_id = resolve_hub_id(name)
     where = ", ".join(str(p) for p in looked) or "(nowhere)"
     if _looks_like_path(name) or Path(os.path.expanduser(name)).exists():
@@ -113,9 +77,10 @@ def _not_found(name: str, role: str, looked: list[Path], reason: str) -> ModelNo
         f"The {role} model {name!r} could not be loaded: {reason}. Looked in: {where}. "
         f"To fix it, pass the local directory of a FunASR model, or download one on a "
         f"machine with internet access "
-        f"(`modelscope download --model {hub_id} --local_dir DIR`, or let "
-        f"`funasr.AutoModel(model={hub_id!r})` fill the ModelScope cache at "
-        f"{modelscope_cache_dir()}), copy the directory here and pass it as the model "
+        f"(`captiond models download --dir DIR`, `modelscope download --model {hub_id} "
+        f"--local_dir DIR`, or let `funasr.AutoModel(model={hub_id!r})` fill the "
+        f"ModelScope cache at {modelscope_cache_dir()}), copy the directory here and "
+        f"pass it as the model "
         f"(or set MODELSCOPE_CACHE to the copied cache); for tests "
         f"and benchmarks without real weights, generate random-weight models with "
         f"`captiond make-test-models DIR` and pass DIR/paraformer-streaming, "
@@ -136,14 +101,13 @@ def locate_model(name_or_dir: str, *, role: str, hub: str = "ms") -> str:
                          "or configuration.json, so it is not a FunASR model directory")
     if _looks_like_path(name_or_dir):
         raise _not_found(name_or_dir, role, [path.absolute()], "the directory does not exist")
-    hub_id = resolve_hub_id(name_or_dir, hub)
-    cached, looked = cached_model_dir(hub_id)
+    cached, looked = find_downloaded(name_or_dir)
     if cached is not None:
         return str(cached)
     if not hub_reachable(hub):
         raise _not_found(name_or_dir, role, looked, "it is not in the local model cache and "
                          "the model hub is unreachable (offline?)")
-    return hub_id
+    return resolve_hub_id(name_or_dir, hub)
 
 
 def load_funasr_model(
@@ -174,7 +138,7 @@ def load_funasr_model(
                              f"download failed ({exc})") from exc
         finally:
             if out.getvalue().strip():
-                log.info("funasr: %s", out.getvalue().strip())
+                log.debug("funasr: %s", out.getvalue().strip())  # notices, banners
     if not Path(funasr_adapter.model_path(model, target)).exists():
         raise _not_found(name_or_dir, role, [Path(target)], "the download produced no directory")
     funasr_adapter.check_model(model, role)

@@ -110,6 +110,10 @@ class RoomRegistry:
                      name, feed.last_sent_id)
             await close_too_slow(feed, websocket)
 
+    def room_count(self) -> int:
+        """Rooms someone is watching (rooms without viewers only keep history)."""
+        return sum(1 for feeds in self._viewers.values() if feeds)
+
     def viewer_count(self) -> int:
         return sum(len(feeds) for feeds in self._viewers.values())
 

@@ -27,6 +27,7 @@ from server.engine_faults import (
     within_watchdog,
 )
 from server.engine_thread import EngineThread, final_lane_threads
+from server.metrics import ServerMetrics
 from streaming.admission import AdmissionController
 from streaming.engine import SAMPLE_RATE, ChunkRequest, Engine, StreamOptions
 from streaming.scheduler import BatchPolicy, BatchScheduler
@@ -69,6 +70,7 @@ class InferenceRunner:
         self.scheduler = BatchScheduler(policy)
         self.admission = admission
         self.stats = RunnerStats()
+        self.metrics: ServerMetrics | None = None  # the server's /metrics, when it has one
         self._listeners: dict[CaptionSession, Callable[[], None]] = {}
         self._wake = asyncio.Event()
         self.engine_thread = engine_thread  # loaded the models; runs the online lane
@@ -176,6 +178,8 @@ class InferenceRunner:
         for session, job, result in zip(sessions, jobs, results):
             if isinstance(result, JobFailed):
                 self.stats.failures += 1
+                if self.metrics is not None:
+                    self.metrics.engine_failures.labels(kind).inc()
                 session.fail(job, FAILED_MESSAGE)
             else:
                 session.complete(job, result)
@@ -198,6 +202,9 @@ class InferenceRunner:
         """Account a finished batch, on the loop: the lanes only return timings."""
         log.debug("%s batch of %d took %.0f ms", kind, len(jobs), 1000 * (end - start))
         self.stats.record(kind, len(jobs))
+        if self.metrics is not None:
+            self.metrics.batch_done(kind, (getattr(job, "ready_at", None) for job in jobs),
+                                    len(jobs), start, end, asyncio.get_running_loop().time())
         if kind != "online":
             self.stats.final_busy_s += end - start
             return

@@ -32,6 +32,7 @@ from server.app import CaptionServer, stop_signal
 from server.config import ServerConfig
 from server.engine_link import Link
 from server.engine_thread import EngineThread
+from server.logs import active_options
 from server.remote import EngineFace
 from server.store.linked import serve_store_call
 from streaming.engine import ChunkRequest, ChunkResult, Engine, FinalRequest
@@ -83,6 +84,9 @@ class RemoteJob:
         self.channel = channel
         self.job_id = job_id
         self.kind = kind
+        # For /metrics' queue wait and delays: when the job reached this process
+        # (the worker's clock is another process's; docs/operations.md).
+        self.ready_at = asyncio.get_running_loop().time()
         self.handle_id: int | None = None
         if kind == "online":
             self.handle_id, self.options, samples, is_last = payload
@@ -196,7 +200,7 @@ class MultiWorkerServer:
         config = replace(self.config, port=self.port)
         process = multiprocessing.get_context("spawn").Process(
             target=worker_main, name=f"captiond-worker-{index}", daemon=True,
-            args=(config, self.face, index, self._link_path, logging.getLogger().level))
+            args=(config, self.face, index, self._link_path, active_options()))
         process.start()
         self.processes[index] = process
         self._spawn(self._watch(index, process))
@@ -292,8 +296,10 @@ class MultiWorkerServer:
         while True:
             await asyncio.sleep(FIGURES_INTERVAL_S)
             figures = self.figures()
+            engine_metrics = self.core.metrics.render_engine()  # for the workers' /metrics
             for channel in self.channels.values():
                 channel.link.send(("figures", figures))
+                channel.link.send(("metrics", engine_metrics))
 
     async def serve_until_signalled(self) -> None:
         await self.start()
