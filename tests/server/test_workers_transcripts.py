@@ -15,7 +15,14 @@ from server.config import RoomOptions
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
 from tests.server.test_room_transcripts import read_finals, wait_for_viewers
-from tests.server.test_workers import clients_on_two_workers, speak, workers_server, ws_url
+from tests.server.test_workers import (
+    clients_on_two_workers,
+    health,
+    speak,
+    wait_for,
+    workers_server,
+    ws_url,
+)
 from tests.streaming.engine_double import StrideCountingEngine
 
 
@@ -54,6 +61,7 @@ async def test_workers_publish_through_redis_to_another_server(tmp_path, redis_u
         far = await stack.enter_async_context(connect(url(elsewhere, "/rooms/meet")))
         near = await stack.enter_async_context(connect(ws_url(server, "/rooms/meet")))
         await wait_for_viewers(elsewhere, 1)
+        await wait_for(lambda: health(server)["viewers"] >= 1)  # both viewers in before speech
         ada, grace = await clients_on_two_workers(server, stack)
         pcm, _ = wav_pcm16("utt01.wav")
         spoken = await asyncio.gather(speak(ada, pcm, "Ada"), speak(grace, pcm, "Grace"))
