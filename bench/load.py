@@ -326,6 +326,8 @@ def captiond_args(args: argparse.Namespace) -> list[str]:
     admission = [] if args.admission else ["--no-calibrate", "--no-admission"]
     return [
         "--device", args.device, *admission,
+        # every client is on 127.0.0.1 here: lift the per-address cap (server/limits.py)
+        "--max-connections-per-address", "1000000",
         "--online-model", str(models / "paraformer-streaming"),
         "--offline-model", str(models / "paraformer-offline"),
         "--punc-model", str(models / "ct-punc"),
