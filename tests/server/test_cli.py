@@ -56,16 +56,21 @@ async def test_serve_with_generated_models_captions_a_stream(test_models_dir):
     )
     try:
         port = await asyncio.wait_for(_listening_port(process), timeout=120)
-        pcm, _ = wav_pcm16("utt02.wav")
-        async with CaptionClient.connect(f"ws://127.0.0.1:{port}") as client:
-            await client.start(mode="2pass")
-            await client.send_audio(pcm)
-            await client.end()
-            result = await client.collect()
-        assert len(result.finals) == 1 and result.finals[0]["text"]
+        await caption_one_utterance(f"ws://127.0.0.1:{port}")
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+
+
+async def caption_one_utterance(uri: str, **connect) -> None:
+    """utt02 through a running `captiond serve`: exactly one final, with text."""
+    pcm, _ = wav_pcm16("utt02.wav")
+    async with CaptionClient.connect(uri, **connect) as client:
+        await client.start(mode="2pass")
+        await client.send_audio(pcm)
+        await client.end()
+        result = await client.collect()
+    assert len(result.finals) == 1 and result.finals[0]["text"]
 
 
 async def _listening_port(process: asyncio.subprocess.Process) -> int:

@@ -11,8 +11,7 @@ import signal
 import pytest
 
 from clients.client import CaptionClient, ConnectError
-from tests.conftest import wav_pcm16
-from tests.server.test_cli import CAPTIOND, ROOT
+from tests.server.test_cli import CAPTIOND, ROOT, caption_one_utterance
 
 TOKEN = "serve-token-42"
 
@@ -43,13 +42,7 @@ async def test_serve_on_all_interfaces_with_env_token_and_tls(test_models_dir, c
             async with CaptionClient.connect(f"{uri}?token=wrong-token", ssl=tls):
                 pass
         assert "401" in str(refused.value)  # refused at the handshake
-        pcm, _ = wav_pcm16("utt02.wav")
-        async with CaptionClient.connect(f"{uri}?token={TOKEN}", ssl=tls) as client:
-            await client.start(mode="2pass")
-            await client.send_audio(pcm)
-            await client.end()
-            result = await client.collect()
-        assert len(result.finals) == 1 and result.finals[0]["text"]
+        await caption_one_utterance(f"{uri}?token={TOKEN}", ssl=tls)
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
