@@ -43,7 +43,7 @@ from streaming.engines.paraformer_speed import (
     FSMN_CONVS,
     online_dtype,
     quantize_linear,
-    unfold_fsmn_convs,
+    swap_fsmn_convs,
 )
 from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
@@ -116,7 +116,7 @@ class ParaformerStreamingEngine:
         if fsmn_conv != "conv":  # every FunASR network here has FSMN (SANM) blocks
             for model in (online, offline, punc):
                 if model is not None:
-                    unfold_fsmn_convs(funasr_adapter.network(model), fsmn_conv)
+                    swap_fsmn_convs(funasr_adapter.network(model), fsmn_conv)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)

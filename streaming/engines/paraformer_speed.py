@@ -83,7 +83,7 @@ class NativeDepthwiseConv1d(torch.nn.Module):
             return self.conv(x)
 
 
-def unfold_fsmn_convs(model: torch.nn.Module, kind: str = "unfold") -> int:
+def swap_fsmn_convs(model: torch.nn.Module, kind: str = "unfold") -> int:
     """Swap every FSMN block's depthwise Conv1d for `UnfoldDepthwiseConv1d` (or, with
     kind="native", `NativeDepthwiseConv1d`); how many."""
     wrap = UnfoldDepthwiseConv1d if kind == "unfold" else NativeDepthwiseConv1d
