@@ -12,7 +12,11 @@
 #      float16, batched features) with the variant that step found cheapest, at
 #      COUNTS_WORKERS streams, then Conv1d at COUNTS_CONV for comparison;
 #   3. the batch-1 baseline in the same run;
-#   4. 2pass load sweep of the whole server path (that variant).
+#   4. 2pass load sweep of the whole server path (that variant), the final pass
+#      in its own process (the default); "2pass-thread" the same with the final
+#      pass on a thread of the engine process, for the comparison;
+#   5. "online3": the online sweep at COUNTS_ONLINE3 with three repeats (a median);
+#   6. "files": bench/batch_files.py (issue 15) on the GPU.
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here; STAGES="2pass"
@@ -84,7 +88,20 @@ want online && load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$
 want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16-conv \
     --counts "${COUNTS_CONV:-500}"
 want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
-want 2pass && load "2pass-workers-$BEST" 100 --mode 2pass --configs "$(cfg "$BEST")" \
-    --counts "${COUNTS_2PASS:-500,1000,1500}"
+want 2pass && load "2pass-workers-$BEST" "${CAP_2PASS:-100}" --mode 2pass \
+    --configs "$(cfg "$BEST")" --counts "${COUNTS_2PASS:-500,1000,1500}"
+want 2pass-thread && load "2pass-workers-native-finals-thread" "${CAP_2PASS_THREAD:-70}" \
+    --mode 2pass --configs workers-gpu-fp16-native-finals-thread \
+    --counts "${COUNTS_2PASS_THREAD:-500}"
+want online3 && load "online-workers-$BEST-x3" "${CAP_ONLINE3:-110}" --mode online \
+    --configs "$(cfg "$BEST")" --counts "${COUNTS_ONLINE3:-1500}" --repeat 3
+if want files; then
+    log "batch files (issue 15)"
+    timeout "$(cap "${CAP_FILES:-90}")" python3 -m bench.batch_files --models "$MODELS" \
+        --device "$DEVICE" --files "${FILES:-8}" --minutes 1 --max-batch-size 64 \
+        --label "gpu-$SIZE" 2>&1 | quiet "files.txt"
+    cp bench/results/*-gpu-"$SIZE"-batch-files.json "$OUT"/ 2>/dev/null
+    pkill -f "server.cli serve"
+fi
 rm -rf "$OUT/results"
 log "done"

@@ -96,6 +96,13 @@ CONFIGS = {
     "workers-gpu-fp16-native": ["--workers", "auto", "--max-batch-size", "4096",
                                 "--max-wait-ms", "50", "--dtype", "float16",
                                 "--fsmn-conv", "native"],
+    # 2pass: the final pass on a thread of the engine process instead of its own
+    # process (the default with an offline model), for the comparison
+    "batched-finals-thread": ["--workers", "1", "--max-batch-size", "64", "--max-wait-ms", "50",
+                              "--final-pass", "thread"],
+    "workers-gpu-fp16-native-finals-thread": ["--workers", "auto", "--max-batch-size", "4096",
+                                              "--max-wait-ms", "50", "--dtype", "float16",
+                                              "--fsmn-conv", "native", "--final-pass", "thread"],
     "sink": [],  # bench/load_sink.py instead of captiond: the load generator's own cost
 }
 WARMUP_S = 8.0  # one stream through an utterance end: a fresh server's first forwards are slow

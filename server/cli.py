@@ -134,6 +134,10 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="paraformer: FSMN depthwise convolutions as Conv1d, with cuDNN off "
                         "(native), or as an unfold and a weighted sum; same tokens (auto: "
                         "native on CUDA, measured 3x faster at changing batch sizes; conv on CPU)")
+    m.add_argument("--final-pass", choices=["auto", "process", "thread"], default="auto",
+                   help="paraformer: run the final pass (offline model, punctuation) in a "
+                        "process of its own or on a thread of the server's (auto: process "
+                        "when there is an offline model; docs/workers.md)")
     w = p.add_argument_group("whisper engine")
     w.add_argument("--whisper-stride", type=float, default=WhisperOptions.stride_s,
                    help="seconds between online re-decodes of the utterance")
@@ -231,7 +235,8 @@ def _models_from_args(args: argparse.Namespace) -> ModelConfig:
         paraformer=ParaformerOptions(args.online_model, args.offline_model, punc,
                                      quantize=args.quantize, dtype=args.dtype,
                                      bucket_batches=_BUCKETS[args.buckets],
-                                     frontend=args.frontend, fsmn_conv=args.fsmn_conv),
+                                     frontend=args.frontend, fsmn_conv=args.fsmn_conv,
+                                     final_pass=args.final_pass),
         whisper=WhisperOptions(model=args.model, stride_s=args.whisper_stride,
                                max_window_s=args.whisper_window,
                                beam_size=args.whisper_beam_size, language=args.language),

@@ -28,6 +28,7 @@ class ParaformerOptions:
     bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: off
     frontend: str = "batched"  # "funasr": FunASR's per-stream fbank (the reference)
     fsmn_conv: str = "auto"  # FSMN convolutions: auto = "native" (no cuDNN) on CUDA, else "conv"
+    final_pass: str = "auto"  # "process" | "thread"; auto: process with an offline model
 
 
 @dataclass(frozen=True)

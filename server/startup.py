@@ -56,6 +56,7 @@ async def serve_captions(config: ServerConfig, engine_thread: EngineThread,
                          pick_workers: bool) -> int:
     """Load, serve until SIGTERM/SIGINT, drain; the process's exit status."""
     from server.engines import build_engine
+    from server.final_process import FinalPassError
     from streaming.engines.funasr_adapter import FunASRMismatch
     from streaming.errors import ModelNotFoundError
 
@@ -64,8 +65,8 @@ async def serve_captions(config: ServerConfig, engine_thread: EngineThread,
     log.info("captiond starting on ws://%s:%d: loading models (/readyz: 503 until ready)",
              config.host, config.port)
     try:
-        engine = await engine_thread.run(build_engine, config.models)
-    except (ModelNotFoundError, FunASRMismatch) as exc:
+        engine = await engine_thread.run(build_engine, config.models, config.threads)
+    except (ModelNotFoundError, FunASRMismatch, FinalPassError) as exc:
         await probe.close()
         engine_thread.close()
         print(f"captiond: {exc}", file=sys.stderr)
@@ -75,13 +76,17 @@ async def serve_captions(config: ServerConfig, engine_thread: EngineThread,
         from server.workers import default_workers
 
         config = replace(config, workers=default_workers(pick_device(config.models.device)))
-    if config.workers > 1:
-        await probe.close()  # the workers bind the port themselves
-        return await _serve_workers(config, engine, engine_thread)
-    server = CaptionServer(config, engine, engine_thread)
-    # The capacity is measured while the probe still answers; then it hands over.
-    await server.serve_until_signalled(before_listen=probe.close)
-    return 0
+    try:
+        if config.workers > 1:
+            await probe.close()  # the workers bind the port themselves
+            return await _serve_workers(config, engine, engine_thread)
+        server = CaptionServer(config, engine, engine_thread)
+        # The capacity is measured while the probe still answers; then it hands over.
+        await server.serve_until_signalled(before_listen=probe.close)
+        return 0
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()  # the final-pass process, after the drain's last final
 
 
 async def _serve_workers(config: ServerConfig, engine, engine_thread: EngineThread) -> int:

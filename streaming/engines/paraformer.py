@@ -10,50 +10,39 @@ docs/design.md §6); a stream's tokens equal FunASR's reference
 `ParaformerStreaming.inference` however its audio is split and whatever else
 is in the batch, padded to a bucket size or not.
 
-Final pass: the offline model on the whole utterance (SeACo hotwords forwarded
-natively), then the shared finishing step (`postprocess/finishing.py`):
-punctuation (the CT-Transformer model) → ITN → hotword correction. FunASR
-objects are reached only through `funasr_adapter`.
+Final pass (paraformer_final): the offline model on the whole utterance
+(SeACo hotwords forwarded natively), then punctuation → ITN → hotword
+correction. It can also run in a process of its own (server/final_process.py).
+FunASR objects are reached only through `funasr_adapter`.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from streaming.engine import (
-    SAMPLE_RATE,
     ChunkRequest,
     ChunkResult,
     FinalRequest,
     FinalResult,
-    SentenceStamp,
     StreamOptions,
 )
 from streaming.engines import funasr_adapter
 from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamingParaformer
 from streaming.engines.paraformer_features import BatchedOnlineFrontend
+from streaming.engines.paraformer_final import ParaformerFinalPass, prepare_models
 from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
 from streaming.engines.paraformer_pool import StreamHandle
-from streaming.engines.paraformer_speed import (
-    FSMN_CONVS,
-    online_dtype,
-    quantize_linear,
-    swap_fsmn_convs,
-)
-from streaming.engines.punctuation_model import Punctuator
-from streaming.postprocess.finishing import FinalFinisher
-from streaming.postprocess.punctuation import Segment, join_words
+from streaming.engines.paraformer_speed import online_dtype
 
 # Settings of FunASR's streaming demo (and its runtime server).
 ENCODER_CHUNK_LOOK_BACK = 4
 DECODER_CHUNK_LOOK_BACK = 1
 
-_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])")
 
 
 @dataclass
@@ -62,12 +51,6 @@ class ParaformerStream:
 
     online: StreamHandle
     options: StreamOptions
-
-
-def _hotword_string(hotwords: Mapping[str, int]) -> str | None:
-    # SeACo takes hotwords as one space-separated string (FunASR `hotword=` argument).
-    words = [w.strip() for w in hotwords if w.strip()]
-    return " ".join(words) if words else None
 
 
 class ParaformerStreamingEngine:
@@ -94,29 +77,14 @@ class ParaformerStreamingEngine:
         fsmn_conv: str = "auto",
     ) -> None:
         funasr_adapter.check_funasr()
-        for model, role in ((online, "online"), (offline, "offline"), (punc, "punctuation")):
-            if model is not None:
-                funasr_adapter.check_model(model, role)
+        funasr_adapter.check_model(online, "online")
         self.online = online
         self.offline = offline
-        if offline is not None:
-            funasr_adapter.timestamps_per_utterance(offline)
-        self.punctuator = Punctuator(punc) if punc is not None else None
         self.device = device
-        self.finisher = FinalFinisher()
-        if quantize is not None:
-            quantize_linear(online, offline, mode=quantize, device=device)
+        prepare_models(online, offline, punc, device=device, quantize=quantize,
+                       fsmn_conv=fsmn_conv, quantized=(online, offline))
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
-        if fsmn_conv == "auto":
-            # On an H200 cuDNN's depthwise kernels cost 3x more when the batch size
-            # changes every step, as in a live server (bench/RESULTS.md); the CPU has no cuDNN.
-            fsmn_conv = "native" if str(device).startswith("cuda") else "conv"
-        if fsmn_conv not in FSMN_CONVS:
-            raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
-        if fsmn_conv != "conv":  # every FunASR network here has FSMN (SANM) blocks
-            for model in (online, offline, punc):
-                if model is not None:
-                    swap_fsmn_convs(funasr_adapter.network(model), fsmn_conv)
+        self.final_pass = ParaformerFinalPass(offline, punc, self._recognise_online)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)
@@ -166,51 +134,10 @@ class ParaformerStreamingEngine:
     # -- final pass --------------------------------------------------------
 
     def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
-        """Offline model over the whole batch (one forward per hotword set), then
-        punctuation and ITN per utterance (CT-Transformer's inference is batch-1)."""
-        with torch.inference_mode():
-            recognised = self._recognise(batch)
-            return [self._finalize_one(req, *rec) for req, rec in zip(batch, recognised)]
+        """The offline model (or, without one, the online model over the whole
+        utterance), then punctuation, ITN and hotwords (paraformer_final)."""
+        return self.final_pass.finalize(batch)
 
-    def _recognise(self, batch: Sequence[FinalRequest]) -> list[tuple[str, list[list[int]]]]:
-        """Per utterance: (space-separated words, per-word [start, end] ms)."""
-        results: list[tuple[str, list[list[int]]]] = [("", [])] * len(batch)
-        if self.offline is None:
-            streams = [ChunkRequest(self.new_stream(r.options), r.samples, True) for r in batch]
-            return [(" ".join(res.committed).replace("@@ ", ""), []) for res in self.step(streams)]
-        # SeACo encodes the hotword list once per call: batch utterances that share one.
-        groups: dict[str | None, list[int]] = {}
-        for i, req in enumerate(batch):
-            if len(req.samples) >= SAMPLES_PER_UNIT:
-                groups.setdefault(_hotword_string(req.options.hotwords), []).append(i)
-        for hotword, indices in groups.items():
-            outs = funasr_adapter.recognise_batch(
-                self.offline, [batch[i].samples for i in indices], hotword)
-            for i, res in zip(indices, outs):
-                stamps = [list(t) for t in res.get("timestamp", []) or []]
-                results[i] = (str(res.get("text", "")), stamps)
-        return results
-
-    def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]]) -> FinalResult:
-        words = text.split()
-        if not words:
-            return FinalResult(text="")
-        if self.punctuator is not None:
-            punctuated = self.punctuator.punctuate(_CJK_GAP.sub("", text))
-            words, segments = list(punctuated.words), list(punctuated.segments)
-        else:
-            segments = [Segment(join_words(words), "", 0, len(words) - 1)]
-        if len(stamps) != len(words):
-            stamps = []  # no per-word alignment: sentences get no token spans
-        sentences = [_sentence(seg, stamps, len(req.samples)) for seg in segments]
-        spans = [(int(a), int(b)) for a, b in stamps]
-        return self.finisher.finish(sentences, spans, req.options)
-
-
-def _sentence(seg: Segment, stamps: list[list[int]], samples: int) -> SentenceStamp:
-    """One punctuated segment with its times (before ITN and hotwords)."""
-    spans = tuple((int(a), int(b)) for a, b in stamps[seg.first : seg.last + 1])
-    duration_ms = int(samples * 1000 / SAMPLE_RATE)
-    start, end = (spans[0][0], spans[-1][1]) if spans else (0, duration_ms)
-    return SentenceStamp(text=seg.text, punc=seg.punc, start_ms=start, end_ms=end,
-                         token_spans_ms=spans)
+    def _recognise_online(self, batch: Sequence[FinalRequest]) -> list[tuple[str, list]]:
+        streams = [ChunkRequest(self.new_stream(r.options), r.samples, True) for r in batch]
+        return [(" ".join(res.committed).replace("@@ ", ""), []) for res in self.step(streams)]

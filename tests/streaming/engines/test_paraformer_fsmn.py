@@ -72,7 +72,7 @@ def test_fsmn_option_reaches_the_offline_and_punctuation_models(test_models_dir,
             punc_model=str(test_models_dir / "ct-punc"), fsmn_conv=kind), device="cpu")
 
     native, conv = engine("native"), engine("conv")
-    for model in (native.offline, native.punctuator.model):
+    for model in (native.offline, native.final_pass.punctuator.model):
         blocks = [m.fsmn_block for m in model.model.modules() if hasattr(m, "fsmn_block")]
         assert blocks and all(isinstance(b, NativeDepthwiseConv1d) for b in blocks)
     audio, _ = soundfile.read(data_dir / "multi.wav", dtype="float32")

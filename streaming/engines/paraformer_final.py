@@ -1,0 +1,129 @@
+"""The paraformer engine's final pass on its own: offline Paraformer (SeACo
+hotwords forwarded natively) over whole utterances, then the shared finishing
+step (`postprocess/finishing.py`): CT-Transformer punctuation → ITN → hotwords.
+
+It is separate from the online pass so that it can run in a process of its
+own (server/final_process.py): both passes are mostly Python on a small
+model, and in one process they contend for the GIL (docs/workers.md).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+
+from streaming.engine import SAMPLE_RATE, FinalRequest, FinalResult, SentenceStamp
+from streaming.engines import funasr_adapter
+from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT
+from streaming.engines.paraformer_speed import FSMN_CONVS, quantize_linear, swap_fsmn_convs
+from streaming.engines.punctuation_model import Punctuator
+from streaming.postprocess.finishing import FinalFinisher
+from streaming.postprocess.punctuation import Segment, join_words
+
+_CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])")
+
+
+def resolve_fsmn_conv(fsmn_conv: str, device: str) -> str:
+    """`auto` → "native" on CUDA, "conv" elsewhere (bench/RESULTS.md): on an H200
+    cuDNN's depthwise kernels cost 3x more when the batch size changes every step,
+    as in a live server; the CPU has no cuDNN."""
+    if fsmn_conv == "auto":
+        fsmn_conv = "native" if str(device).startswith("cuda") else "conv"
+    if fsmn_conv not in FSMN_CONVS:
+        raise ValueError(f"fsmn_conv must be one of {FSMN_CONVS}, not {fsmn_conv!r}")
+    return fsmn_conv
+
+
+def prepare_models(*models: Any, device: str, quantize: str | None, fsmn_conv: str,
+                   quantized: Sequence[Any] = ()) -> None:
+    """Apply the speed options in place: int8 to the `quantized` models, the FSMN
+    convolution variant to every model (each FunASR network here has FSMN blocks)."""
+    if quantize is not None:
+        quantize_linear(*quantized, mode=quantize, device=device)
+    fsmn_conv = resolve_fsmn_conv(fsmn_conv, device)
+    if fsmn_conv != "conv":
+        for model in models:
+            if model is not None:
+                swap_fsmn_convs(funasr_adapter.network(model), fsmn_conv)
+
+
+def _hotword_string(hotwords: Mapping[str, int]) -> str | None:
+    # SeACo takes hotwords as one space-separated string (FunASR `hotword=` argument).
+    words = [w.strip() for w in hotwords if w.strip()]
+    return " ".join(words) if words else None
+
+
+Recognise = Callable[[Sequence[FinalRequest]], list[tuple[str, list[list[int]]]]]
+
+
+class ParaformerFinalPass:
+    """`finalize` over a loaded offline AutoModel and an optional punctuation one.
+
+    Without an offline model, `recognise_online` (the engine's online model over
+    whole utterances) gives the words, and punctuation and ITN still apply."""
+
+    def __init__(self, offline: Any | None, punc: Any | None = None,
+                 recognise_online: Recognise | None = None) -> None:
+        for model, role in ((offline, "offline"), (punc, "punctuation")):
+            if model is not None:
+                funasr_adapter.check_model(model, role)
+        if offline is None and recognise_online is None:
+            raise ValueError("a final pass needs an offline model or the online one")
+        self.offline = offline
+        if offline is not None:
+            funasr_adapter.timestamps_per_utterance(offline)
+        self.recognise_online = recognise_online
+        self.punctuator = Punctuator(punc) if punc is not None else None
+        self.finisher = FinalFinisher()
+
+    def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
+        """Offline model over the whole batch (one forward per hotword set), then
+        punctuation and ITN per utterance (CT-Transformer's inference is batch-1)."""
+        with torch.inference_mode():
+            recognised = self._recognise(batch)
+            return [self._finalize_one(req, *rec) for req, rec in zip(batch, recognised)]
+
+    def _recognise(self, batch: Sequence[FinalRequest]) -> list[tuple[str, list[list[int]]]]:
+        """Per utterance: (space-separated words, per-word [start, end] ms)."""
+        if self.offline is None:
+            return self.recognise_online(batch)
+        results: list[tuple[str, list[list[int]]]] = [("", [])] * len(batch)
+        # SeACo encodes the hotword list once per call: batch utterances that share one.
+        groups: dict[str | None, list[int]] = {}
+        for i, req in enumerate(batch):
+            if len(req.samples) >= SAMPLES_PER_UNIT:
+                groups.setdefault(_hotword_string(req.options.hotwords), []).append(i)
+        for hotword, indices in groups.items():
+            outs = funasr_adapter.recognise_batch(
+                self.offline, [batch[i].samples for i in indices], hotword)
+            for i, res in zip(indices, outs):
+                stamps = [list(t) for t in res.get("timestamp", []) or []]
+                results[i] = (str(res.get("text", "")), stamps)
+        return results
+
+    def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]]) -> FinalResult:
+        words = text.split()
+        if not words:
+            return FinalResult(text="")
+        if self.punctuator is not None:
+            punctuated = self.punctuator.punctuate(_CJK_GAP.sub("", text))
+            words, segments = list(punctuated.words), list(punctuated.segments)
+        else:
+            segments = [Segment(join_words(words), "", 0, len(words) - 1)]
+        if len(stamps) != len(words):
+            stamps = []  # no per-word alignment: sentences get no token spans
+        sentences = [_sentence(seg, stamps, len(req.samples)) for seg in segments]
+        spans = [(int(a), int(b)) for a, b in stamps]
+        return self.finisher.finish(sentences, spans, req.options)
+
+
+def _sentence(seg: Segment, stamps: list[list[int]], samples: int) -> SentenceStamp:
+    """One punctuated segment with its times (before ITN and hotwords)."""
+    spans = tuple((int(a), int(b)) for a, b in stamps[seg.first : seg.last + 1])
+    duration_ms = int(samples * 1000 / SAMPLE_RATE)
+    start, end = (spans[0][0], spans[-1][1]) if spans else (0, duration_ms)
+    return SentenceStamp(text=seg.text, punc=seg.punc, start_ms=start, end_ms=end,
+                         token_spans_ms=spans)
