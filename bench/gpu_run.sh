@@ -52,6 +52,8 @@ source "$(dirname "$0")/gpu_env.sh"
 ulimit -n 65536
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available())"
+  python3 -c "import server.cli, server.engines, server.final_process, server.metrics, \
+server.workers, bench.load, bench.batch_files, clients.batch; print('imports ok')"
 } 2>&1 | tee "$OUT/gpu.txt"
 
 log "cuda tests (tiny models)"
