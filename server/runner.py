@@ -94,11 +94,13 @@ class InferenceRunner:
         self._listeners.pop(session, None)
 
     def notify(self, session: CaptionSession, now: float | None = None) -> None:
-        """The session may have new work: offer it to the scheduler."""
-        kind = session.peek_kind()
-        if kind is not None:
+        """The session may have new work: offer it to the scheduler, once per
+        kind it may start (a chunk may pass a final waiting for its lane)."""
+        kinds = session.ready_kinds()
+        if kinds:
             now = asyncio.get_running_loop().time() if now is None else now
-            self.scheduler.offer(session, kind, now)
+            for kind in kinds:
+                self.scheduler.offer(session, str(kind), now)
             self._wake.set()
 
     async def run(self) -> None:
@@ -112,7 +114,7 @@ class InferenceRunner:
                     await self._sleep_until(self.scheduler.deadline(free) if free else None)
                     continue
                 kind, offered = due
-                taken = [(session, session.take_job()) for session in offered]
+                taken = [(session, session.take_job(kind)) for session in offered]
                 sessions = [session for session, job in taken if job is not None]
                 if sessions:
                     jobs = [job for _, job in taken if job is not None]
@@ -133,7 +135,7 @@ class InferenceRunner:
         candidates = list(dict.fromkeys(sessions))
         while room > 0 and candidates:
             for session in list(candidates):
-                job = session.take_job() if session.peek_kind() == kind and room > 0 else None
+                job = session.take_job(kind) if room > 0 else None
                 if job is None:
                     candidates.remove(session)
                     continue

@@ -75,7 +75,7 @@ class WorkerChannel:
 
 class RemoteJob:
     """A worker's job, shaped like a session with one job for the runner and
-    scheduler (`peek_kind/take_job/complete/fail`). The worker only forwards a
+    scheduler (`ready_kinds/take_job/complete/fail`). The worker only forwards a
     job once its session allows it to run, so any forwarded job may run now."""
 
     def __init__(self, engine: Engine, channel: WorkerChannel, job_id: int, kind: str,
@@ -96,11 +96,11 @@ class RemoteJob:
             self.request = FinalRequest(_float32(samples), options)
         self._taken = False
 
-    def peek_kind(self) -> str | None:
-        return None if self._taken else self.kind
+    def ready_kinds(self) -> list[str]:
+        return [] if self._taken else [self.kind]
 
-    def take_job(self) -> RemoteJob | None:
-        if self._taken or self.channel.link.closed:
+    def take_job(self, kind: str | None = None) -> RemoteJob | None:
+        if self._taken or self.channel.link.closed or kind not in (None, self.kind):
             return None  # taken already, or its worker is gone
         self._taken = True
         if self.kind == "online":  # the state is created on the utterance's first chunk

@@ -6,17 +6,20 @@ corrected final). Jobs keep a reference to their `Utterance`, so a new
 stream may start on the connection while the previous one's jobs still run.
 
 Ordering rule, as a table in the style of h11's `_state.py`: a job may start
-only when no job of a kind in its `BLOCKED_BY` entry is running. Chunks of a
-stream go one at a time (each needs the previous chunk's model state); a
-final waits for everything before it, so an utterance's partials precede its
-final. A final may still run while the *next* utterance's chunks do, as in
-FunASR's 2pass server, so partials never wait behind a slow final.
+only when no job it is ordered after, of a kind in its `BLOCKED_BY` entry, is
+running. Chunks of a stream go one at a time (each needs the previous chunk's
+model state); a final waits for its own utterance's chunks and for the
+stream's previous final, so an utterance's partials precede its final and
+finals come out in order. The *next* utterance's chunks do not wait for a
+final, neither while it runs nor while it waits for the final lane: a chunk
+may pass finals queued before it (`startable`), as in FunASR's 2pass server,
+so partials never wait behind a slow or busy final pass.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +37,8 @@ class JobKind(str, enum.Enum):
         return self.value
 
 
-# Which running kinds keep a job of each kind from starting.
+# Which running kinds keep a job of each kind from starting; for a final,
+# only its own utterance's chunks count (`_ordered_after`).
 BLOCKED_BY: dict[JobKind, frozenset[JobKind]] = {
     JobKind.ONLINE: frozenset({JobKind.ONLINE}),
     JobKind.FINAL: frozenset({JobKind.ONLINE, JobKind.FINAL}),
@@ -109,3 +113,30 @@ class EndAckMarker:
 
 Job = OnlineJob | FinalJob
 Marker = EndMarker | EndAckMarker  # queue entries that emit a message, not model work
+
+
+def startable(queue: Sequence[Job | Marker], in_flight: Collection[Job],
+              kind: JobKind) -> int | None:
+    """Index in `queue` of the job of `kind` that may start now, or None; pure.
+
+    A chunk may pass finals waiting before it in the queue (they belong to
+    earlier utterances); nothing passes a chunk or a marker, so a final starts
+    only from the front and a stream's closing message stays last."""
+    for index, entry in enumerate(queue):
+        if isinstance(entry, EndMarker | EndAckMarker):
+            return None
+        if entry.kind is not kind:
+            if entry.kind is JobKind.FINAL:
+                continue  # an earlier utterance's final: the chunk may pass it
+            return None
+        running = {job.kind for job in in_flight if _ordered_after(entry, job)}
+        return index if may_start(kind, running, entry.stateless) else None
+    return None
+
+
+def _ordered_after(job: Job, running: Job) -> bool:
+    """Whether `job` must wait for `running` (of a kind in BLOCKED_BY): a final
+    waits only for its own utterance's chunks, a chunk for any chunk."""
+    if job.kind is JobKind.FINAL and running.kind is JobKind.ONLINE:
+        return running.utterance is job.utterance
+    return True

@@ -1,7 +1,8 @@
 """Batching policy across sessions (docs/design.md §6), pure and clock-free.
 
-Sessions with a job ready are *offered* to the scheduler, at most once each
-(a session's jobs run one at a time, in order). Jobs of one kind ("online"
+Sessions with a job ready are *offered* to the scheduler, at most once per
+kind (a session's jobs of one kind run one at a time, in order; a chunk of
+the next utterance may be offered while a final waits, jobs.startable). Jobs of one kind ("online"
 chunks, "final" passes) batch together. A batch is due when `max_batch_size`
 entries of a kind are waiting, or when the oldest entry has waited
 `max_wait_ms` — a real deadline: `deadline()` tells the driver exactly when to
@@ -32,9 +33,7 @@ class BatchScheduler:
 
     def offer(self, key: Hashable, kind: str, now: float) -> None:
         """`key` has a job of `kind` ready since `now`; repeat offers are ignored."""
-        if any(key in queue for queue in self._waiting.values()):
-            return
-        self._waiting.setdefault(kind, OrderedDict())[key] = now
+        self._waiting.setdefault(kind, OrderedDict()).setdefault(key, now)
 
     def discard(self, key: Hashable) -> None:
         for queue in self._waiting.values():

@@ -52,7 +52,7 @@ from streaming.jobs import (
     Marker,
     OnlineJob,
     Utterance,
-    may_start,
+    startable,
 )
 from streaming.results import final_event, partial_event, stream_end_event
 from streaming.stream import AudioStream
@@ -295,11 +295,15 @@ class CaptionSession:
 
     @property
     def has_work(self) -> bool:
-        """The next job may be taken now (jobs.BLOCKED_BY); a pure query."""
-        if not self._queue or isinstance(self._queue[0], Marker):
-            return False
-        head = self._queue[0]
-        return may_start(head.kind, {job.kind for job in self._in_flight}, head.stateless)
+        """Some job may be taken now (jobs.startable); a pure query."""
+        return bool(self.ready_kinds())
+
+    def ready_kinds(self) -> list[JobKind]:
+        """The kinds of job that may be taken now, the one nearer the queue's
+        front first (a chunk may pass a final waiting for the final lane)."""
+        found = [(index, kind) for kind in JobKind
+                 if (index := startable(self._queue, self._in_flight, kind)) is not None]
+        return [kind for _, kind in sorted(found)]
 
     @property
     def busy(self) -> bool:
@@ -316,12 +320,17 @@ class CaptionSession:
                 and waiting >= self.limits.upload_backlog_jobs)
 
     def peek_kind(self) -> JobKind | None:
-        return self._queue[0].kind if self.has_work else None
+        kinds = self.ready_kinds()
+        return kinds[0] if kinds else None
 
-    def take_job(self) -> Job | None:
-        if not self.has_work:
+    def take_job(self, kind: JobKind | str | None = None) -> Job | None:
+        """The next job of `kind` that may start (default: of any kind), or None."""
+        kind = self.peek_kind() if kind is None else JobKind(kind)
+        index = None if kind is None else startable(self._queue, self._in_flight, kind)
+        if index is None:
             return None
-        job = self._queue.popleft()
+        job = self._queue[index]
+        del self._queue[index]
         if isinstance(job, OnlineJob):
             job.request = replace(job.request, state=job.utterance.engine_state)
         self._in_flight.append(job)

@@ -327,14 +327,52 @@ def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_f
     while session.peek_kind() == "online":
         overlapped.append(session.take_job())
         run(overlapped[-1])
-    assert overlapped and {j.utterance.segment for j in overlapped} == {1}
-    assert session.peek_kind() is None  # segment 1's final waits for segment 0's
+    # the later utterances' chunks pass segment 1's final, which waits for segment 0's
+    assert overlapped and {j.utterance.segment for j in overlapped} == {1, 2}
+    assert session.peek_kind() is None
     run(first_final)
     run_jobs(session)
     events = session.events()
     finals = [e for e in events if isinstance(e, Final)]
     assert [f.segment for f in finals] == [0, 1, 2]
     for final in finals:  # each utterance's partials still precede its final
+        partials = [i for i, e in enumerate(events)
+                    if isinstance(e, Partial) and e.segment == final.segment]
+        assert max(partials) < events.index(final)
+    assert events[-1].end_of_stream and not session.busy
+
+
+def test_the_next_utterance_chunks_pass_a_final_that_waits_for_the_final_lane(multi):
+    """A busy final lane must not hold the next sentence's partials either: while
+    a final waits to be taken, the next utterance's chunks may be; the final may
+    run beside them once its own utterance's chunks are done; finals stay in order."""
+    engine = StrideCountingEngine()
+    session = CaptionSession(engine)
+    session.receive_text(json.dumps({"mode": "2pass", "wav_name": "t"}), now=0.0)
+    session.receive_audio(multi, now=0.0)
+    session.receive_text('{"is_speaking": false}', now=1.0)
+
+    def run(job):
+        (result,) = (engine.step if job.kind == "online" else engine.finalize)([job.request])
+        session.complete(job, result)
+
+    while session.peek_kind() == "online":
+        last_chunk = session.take_job("online")
+        assert "final" not in session.ready_kinds()  # its own utterance's chunk still runs
+        run(last_chunk)
+    assert last_chunk.utterance.segment == 0 and session.ready_kinds()[0] == "final"
+    passed = []  # segment 0's final is left waiting, as behind a busy final lane
+    while (chunk := session.take_job("online")) is not None:
+        assert "final" in session.ready_kinds()  # segment 0's final may run beside it
+        passed.append(chunk)
+        run(chunk)
+    assert {j.utterance.segment for j in passed} == {1, 2}
+    assert session.ready_kinds() == ["final"]  # the three finals, in order, from the front
+    run_jobs(session)
+    events = session.events()
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.segment for f in finals] == [0, 1, 2]
+    for final in finals:
         partials = [i for i, e in enumerate(events)
                     if isinstance(e, Partial) and e.segment == final.segment]
         assert max(partials) < events.index(final)
