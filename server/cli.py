@@ -36,7 +36,17 @@ from streaming.vad import EndpointOptions
 log = logging.getLogger("captiond")
 
 
+# captiond runs several processes that each hold an OpenMP pool (the server, the
+# final pass, front-end workers). OpenMP's threads spin after each parallel region
+# by default and so take the cores the other processes need: with the final pass
+# in its own process, 2 streams on 2 cores kept the online lane 83 % busy instead
+# of 15 % (docs/workers.md). Read by the OpenMP runtime when torch loads, so set
+# here, before anything imports torch; a value in the environment wins.
+OPENMP_WAIT_POLICY = "PASSIVE"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
     args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     setup_logging(LogOptions(args.log_level, args.log_format, args.log_transcripts))
     return args.func(args)
