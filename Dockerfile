@@ -1,6 +1,7 @@
 # captiond on the CPU (no GPU needed):
 #   docker build -t captiond .
-#   docker run -p 10095:10095 -e CAPTIOND_TOKEN=secret -v captiond-models:/models captiond
+#   export CAPTIOND_TOKEN=$(openssl rand -hex 16)   # the clients read it too
+#   docker run -p 10095:10095 -e CAPTIOND_TOKEN -v captiond-models:/models captiond
 # The first start downloads the FunASR models into the /models volume; add
 # `serve --engine whisper` after the image name for the bundled English model.
 # For an NVIDIA GPU use Dockerfile.cuda (compose.yaml builds it).
