@@ -8,10 +8,9 @@
 # The registry spelled out: Podman and Buildah do not assume Docker Hub.
 FROM docker.io/library/python:3.11-slim
 
+# No ffmpeg package: PyAV's wheel carries the FFmpeg libraries captiond decodes
+# with, and the ffmpeg program would add about 680 MB.
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg \
- && rm -rf /var/lib/apt/lists/*
 
 # Where pip looks, for a mirror or a local wheelhouse (unset: PyPI). pip reads
 # these from the environment; they stay out of the image's ENV but show in
