@@ -1,20 +1,28 @@
 # captiond on the CPU (no GPU needed):
 #   docker build -t captiond .
-#   docker run -p 10095:10095 -e CAPTIOND_TOKEN=secret -v captiond-models:/models captiond
+#   export CAPTIOND_TOKEN=$(openssl rand -hex 16)   # the clients read it too
+#   docker run -p 10095:10095 -e CAPTIOND_TOKEN -v captiond-models:/models captiond
 # The first start downloads the FunASR models into the /models volume; add
 # `serve --engine whisper` after the image name for the bundled English model.
 # For an NVIDIA GPU use Dockerfile.cuda (compose.yaml builds it).
-FROM python:3.11-slim
+# The registry spelled out: Podman and Buildah do not assume Docker Hub.
+FROM docker.io/library/python:3.11-slim
 
+# No ffmpeg package: PyAV's wheel carries the FFmpeg libraries captiond decodes
+# with, and the ffmpeg program would add about 680 MB.
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg \
- && rm -rf /var/lib/apt/lists/*
 
-WORKDIR /opt/captiond
+# Where pip looks, for a mirror or a local wheelhouse (unset: PyPI). pip reads
+# these from the environment; they stay out of the image's ENV but show in
+# `docker history`, so pass URLs without credentials.
+ARG PIP_INDEX_URL
+ARG PIP_TRUSTED_HOST
 # torch from PyTorch's CPU index: PyPI's default wheel is the CUDA build (GBs of
 # CUDA libraries a CPU machine never uses).
-RUN python -m pip install torch --index-url https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+WORKDIR /opt/captiond
+RUN python -m pip install torch --index-url "$TORCH_INDEX_URL"
 COPY pyproject.toml README.md ./
 COPY server ./server
 COPY streaming ./streaming

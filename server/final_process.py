@@ -27,6 +27,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from server.config import ModelConfig
+from server.logs import LogOptions, active_options, setup_logging
 from streaming.engine import ChunkRequest, ChunkResult, Engine, FinalRequest, FinalResult
 
 log = logging.getLogger("captiond.final")
@@ -38,8 +39,12 @@ class FinalPassError(RuntimeError):
     """The final-pass process could not load its models or died."""
 
 
-def _serve_finals(conn: Connection, models: ModelConfig, threads: int | None) -> None:
+def _serve_finals(conn: Connection, models: ModelConfig, threads: int | None,
+                  log_options: LogOptions) -> None:
     """The child: load, say ready (or why not), then answer batches until None."""
+    # A spawned child starts with default logging: without this, FunASR's
+    # loading chatter reaches stderr as plain text, in JSON mode too.
+    setup_logging(log_options, tag="final")
     # Ctrl-C reaches the whole process group: the parent drains and then stops us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -93,7 +98,7 @@ class FinalPassProcess:
         """Spawn the child; returns at once (`wait_ready` waits for its models)."""
         parent, child = self._context.Pipe()
         self._process = self._context.Process(
-            target=_serve_finals, args=(child, self.models, self.threads),
+            target=_serve_finals, args=(child, self.models, self.threads, active_options()),
             name="captiond-final", daemon=True)
         self._process.start()
         child.close()
