@@ -67,7 +67,8 @@ class CaptionServer:
         self._runner_task: asyncio.Task | None = None
         self.loop_monitor = LoopMonitor()  # where the loop's time goes, for /health
         self.started = False  # models loaded and runner going: /readyz may say 200
-        self.readiness_checks: list[ReadinessCheck] = []  # e.g. the store is writable
+        # each: None, or why /readyz says 503 (the rooms': the store fails writes)
+        self.readiness_checks: list[ReadinessCheck] = [self.rooms.store_readiness]
         # /metrics: the admin token once access control is on (server/auth.py)
         self.admin_check: AdminCheck = self.gate.access.is_admin
         self.metrics = ServerMetrics()

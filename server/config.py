@@ -59,6 +59,7 @@ class RoomOptions:
     retention: Retention = field(default_factory=Retention)
     viewer_max_finals: int = 500  # unsent finals before a viewer is closed as too slow
     redis: str | None = None  # redis://… : rooms shared by several processes (room_bus.py)
+    store_retry_s: float = 5.0  # a final's failed writes are retried this long, then 1011
 
 
 @dataclass(frozen=True)

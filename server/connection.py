@@ -25,7 +25,7 @@ from server import protocol
 from server.connection_report import ConnectionReport
 from server.loop_monitor import FrameMeter
 from server.metrics import ServerMetrics
-from server.store import StreamInfo
+from server.store import FinalNotStored, StreamInfo
 from server.upload_decoder import ConnectionUpload
 from streaming.errors import GOING_AWAY, POLICY_VIOLATION, TRY_AGAIN_LATER
 from streaming.events import EndAcknowledged, Error, Event, Final, Partial, StreamStarted
@@ -35,6 +35,7 @@ log = logging.getLogger("captiond.connection")
 
 SENDER_GRACE_S = 120.0  # a disconnected speaker's queued utterances still finish
 SEND_STALL_S = 20.0  # a client that takes no message for this long is closed
+STORE_FAILED_MESSAGE = "the transcript store is failing, so captions cannot be kept; retry later"
 
 
 class Runner(Protocol):
@@ -211,7 +212,11 @@ class CaptionConnection:
             self._collect()
             while self._pending:
                 event = self._pending.popleft()
-                text = await self._encode(event)
+                try:
+                    text = await self._encode(event)
+                except FinalNotStored:  # logged by the rooms; sent to no one
+                    self._end_unstored()
+                    continue
                 if socket_open:
                     socket_open = await self._send(event, text)
             if self.session.state is SessionState.CLOSED and not self.session.busy:
@@ -239,6 +244,13 @@ class CaptionConnection:
         if not isinstance(event, EndAcknowledged):
             self.publish(config.room, message, text, final)
         return text
+
+    def _end_unstored(self) -> None:
+        """The store kept failing a final (docs/reliability.md): what follows it
+        is not sent either; the client gets an error and 1011 instead."""
+        self._pending.clear()
+        self.session.abort("store_unavailable", STORE_FAILED_MESSAGE)
+        self._collect()
 
     def _stream_info(self, config: object) -> StreamInfo:
         """The room stream a config started (a connection may run several in turn)."""

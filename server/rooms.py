@@ -4,14 +4,17 @@ docs/transcripts.md).
 A speaker joins by naming a `room` in its config; viewers connect to
 `/rooms/<room>`, optionally with `?after=<id>`. Each final is written to the
 transcript store first, which gives it the room's next `id`, and only then
-sent to the speaker and published. A viewer gets the room's recent finals on
-join (marked `"history": true`), or with `after` exactly the finals after
-that id, then every live message (server/viewer.py).
+sent to the speaker and published; a store that keeps failing ends the
+stream instead (1011), as nothing sent may be missing from the store. A
+viewer gets the room's recent finals on join (marked `"history": true`), or
+with `after` exactly the finals after that id, then every live message
+(server/viewer.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any
@@ -21,12 +24,15 @@ from websockets.exceptions import ConnectionClosed
 
 from server.config import RoomOptions
 from server.room_bus import RedisRoomBus
-from server.store import StreamInfo, TranscriptStore, open_store
+from server.store import FinalNotStored, StreamInfo, TranscriptStore, open_store
 from server.viewer import ViewerFeed, ViewerWriter, close_too_slow
 
 log = logging.getLogger("captiond.rooms")
 
 PRUNE_INTERVAL_S = 3600.0
+STORE_RETRY_FIRST_PAUSE_S = 0.05  # then doubled per failed write, up to the next
+STORE_RETRY_MAX_PAUSE_S = 1.0
+STORE_UNREADY_S = 30.0  # /readyz says 503 this long after a failed write
 
 
 class RoomRegistry:
@@ -36,6 +42,7 @@ class RoomRegistry:
         self.store = store or open_store(self.options.store)
         self._viewers: dict[str, set[ViewerFeed]] = {}
         self._pruner: asyncio.Task | None = None
+        self._write_failure: tuple[float, str] | None = None  # (when, why): the last failed write
         self.bus = RedisRoomBus(self.options.redis, self.deliver) if self.options.redis else None
 
     async def open(self) -> None:
@@ -63,14 +70,41 @@ class RoomRegistry:
 
     async def record(self, room: str, stream: StreamInfo, message: dict[str, Any]
                      ) -> dict[str, Any]:
-        """Write a final; return it with its room `id`, ready to send. If the
-        store fails the final still goes out live (without an id), logged."""
-        try:
-            final_id = await self.store.append(room, stream, message, time.time())
-        except Exception:
-            log.exception("room %s: could not store a final; sending it unstored", room)
-            return message
+        """Write a final; return it with its room `id`, ready to send. A failed
+        write is tried again after a pause that doubles, for up to
+        `store_retry_s`; then FinalNotStored: the final must not be sent, as
+        nothing sent may be missing from the store (docs/reliability.md)."""
+        started = time.monotonic()
+        give_up_at = started + self.options.store_retry_s
+        pause = STORE_RETRY_FIRST_PAUSE_S
+        for attempt in itertools.count(1):
+            try:
+                final_id = await self.store.append(room, stream, message, time.time())
+                break
+            except Exception as error:
+                why = _one_line(error)
+                self._write_failure = (time.monotonic(), why)
+                if time.monotonic() + pause > give_up_at:
+                    log.error("room %s: could not store a final (%d tries in %.1f s: %s); "
+                              "closing its stream", room, attempt, time.monotonic() - started, why)
+                    raise FinalNotStored(why) from None
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, STORE_RETRY_MAX_PAUSE_S)
+        if attempt > 1:
+            log.warning("room %s: stored a final at try %d (before: %s)", room, attempt, why)
+        self._write_failure = None
         return {**message, "id": final_id}
+
+    def store_readiness(self) -> str | None:
+        """A readiness check (/readyz): why not, while the store fails writes.
+        Without writes nobody would learn it recovered, so a failure counts
+        for STORE_UNREADY_S, then traffic may try again."""
+        if self._write_failure is None:
+            return None
+        failed_at, why = self._write_failure
+        if time.monotonic() - failed_at > STORE_UNREADY_S:
+            return None
+        return f"transcript store: writes failing ({why})"
 
     def publish(self, name: str, message: dict[str, Any], text: str,
                 utterance_final: bool = False) -> None:
@@ -120,6 +154,10 @@ class RoomRegistry:
     def backlogs(self, name: str) -> list[int]:
         """Unsent finals per viewer of a room (tests, and /health one day)."""
         return [feed.pending_finals for feed in self._viewers.get(name, ())]
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0]
 
 
 async def _ignore_input(websocket: ServerConnection) -> None:

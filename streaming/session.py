@@ -360,6 +360,15 @@ class CaptionSession:
             self._events.append(EndAcknowledged(ack.config.mode, ack.config.wav_name, message))
         self._close_with(Error("internal_error", message, INTERNAL_ERROR))
 
+    def abort(self, code: str, message: str) -> None:
+        """The server cannot go on with this stream (e.g. its finals cannot be
+        stored): drop its work and its unsent events, tell the client (1011),
+        close. Jobs still running are ignored when they complete."""
+        self._in_flight.clear()
+        self._queue.clear()
+        self._events.clear()
+        self._close_with(Error(code, message, INTERNAL_ERROR))
+
     def _on_chunk_result(self, job: OnlineJob, result: ChunkResult) -> None:
         event = partial_event(job, result, self.engine.render)
         if event is not None:

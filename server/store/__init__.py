@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from server.store.base import Retention, StoredFinal, StreamInfo, TranscriptStore
+from server.store.base import FinalNotStored, Retention, StoredFinal, StreamInfo, TranscriptStore
 
-__all__ = ["Retention", "StoredFinal", "StreamInfo", "TranscriptStore", "default_store_path",
-           "open_store"]
+__all__ = ["FinalNotStored", "Retention", "StoredFinal", "StreamInfo", "TranscriptStore",
+           "default_store_path", "open_store"]
 
 
 def default_store_path() -> Path:

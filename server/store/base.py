@@ -41,6 +41,11 @@ class StoredFinal:
         return self.stream.speaker
 
 
+class FinalNotStored(RuntimeError):
+    """The store kept failing to write a final: it must not be sent to anyone
+    (docs/reliability.md, "When the store fails")."""
+
+
 @dataclass(frozen=True)
 class Retention:
     """How long transcripts are kept; None: without limit."""

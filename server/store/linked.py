@@ -81,7 +81,8 @@ async def serve_store_call(store: TranscriptStore, link, call_id: int, method: s
     try:
         value = await getattr(store, method)(*args, **kwargs)
     except Exception as exc:
-        log.exception("store call %s failed", method)
-        link.send(("stored", call_id, False, f"{type(exc).__name__}: {exc}"))
+        why = f"{type(exc).__name__}: {exc}"
+        log.warning("store call %s from a worker failed: %s", method, why)  # it may retry
+        link.send(("stored", call_id, False, why))
         return
     link.send(("stored", call_id, True, value))

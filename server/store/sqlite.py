@@ -5,12 +5,17 @@ event loop never waits on the disk and writes never contend within this
 process. WAL with synchronous=NORMAL: a committed final survives the
 process being killed (SIGKILL) — it is in the WAL, which the OS holds; only
 a power loss could take the last commits (docs/transcripts.md).
+
+`fail_next_writes(n)` is a fault-injection hook for tests, off unless called:
+the next n appends fail inside their transaction, as a full disk would
+(docs/reliability.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +32,9 @@ class SQLiteStore(TranscriptStore):
         self.path = Path(path)
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="captiond-store")
         self._db: sqlite3.Connection | None = None
+        self._failing_writes = 0  # the fault hook's count; the store thread takes from it
+        self.injected_failures = 0  # how many writes the hook failed so far
+        self._failing_lock = threading.Lock()
 
     async def _run(self, work: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._thread, work, *args)
@@ -44,6 +52,20 @@ class SQLiteStore(TranscriptStore):
         for statement in sql.SCHEMA:
             self._db.execute(statement)
 
+    def fail_next_writes(self, count: int) -> None:
+        """Test-only: the next `count` appends raise OperationalError ("database
+        or disk is full") after taking the write lock; 0 ends the fault."""
+        with self._failing_lock:
+            self._failing_writes = count
+
+    def _injected_fault(self) -> None:
+        with self._failing_lock:
+            if self._failing_writes <= 0:
+                return
+            self._failing_writes -= 1
+            self.injected_failures += 1
+        raise sqlite3.OperationalError("database or disk is full (injected fault)")
+
     async def close(self) -> None:
         if self._db is not None:
             await self._run(self._db.close)
@@ -60,6 +82,7 @@ class SQLiteStore(TranscriptStore):
         db.execute("BEGIN IMMEDIATE")  # takes the write lock before reading last_id
         try:
             (final_id,) = db.execute(sql.NEXT_ID, (room,)).fetchone()
+            self._injected_fault()
             db.execute(sql.ADD_STREAM, sql.stream_row(room, stream))
             db.execute(sql.ADD_FINAL, sql.final_row(room, final_id, stream,
                                                     {**message, "id": final_id}, recorded_at))
