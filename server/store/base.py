@@ -49,7 +49,8 @@ class Retention:
 
     max_age_days: float | None = None  # finals recorded longer ago are deleted
     max_finals_per_room: int | None = None  # only a room's newest finals are kept
-    rooms: Mapping[str, Retention] = field(default_factory=dict)
+    # hash=False: the config stays hashable (a dict is not; equality still compares it)
+    rooms: Mapping[str, Retention] = field(default_factory=dict, hash=False)
 
     @property
     def limited(self) -> bool:
