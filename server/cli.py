@@ -20,6 +20,7 @@ from server.config import (
 )
 from server.config_layers import ConfigError, apply_layers, config_path, read_file, render
 from server.logs import FORMATS, LogOptions, setup_logging
+from server.retention_options import add_retention_arguments, retention_from_args
 from server.security_cli import (
     CONFIG_ERRORS,
     add_link_command,
@@ -27,7 +28,6 @@ from server.security_cli import (
     security_from_args,
     session_limits_from_args,
 )
-from server.store.base import Retention
 from streaming.admission import AdmissionPolicy
 from streaming.scheduler import BatchPolicy
 from streaming.session import SessionLimits
@@ -195,10 +195,7 @@ def _add_room_options(p: argparse.ArgumentParser) -> None:
                    help="where room transcripts are kept: a SQLite file path (default: "
                         "transcripts.sqlite3 in the user data directory), "
                         "postgresql://user@host/db, or 'memory' (lost on exit)")
-    r.add_argument("--keep-days", type=float, default=None,
-                   help="delete finals older than this many days (default: keep)")
-    r.add_argument("--keep-finals", type=int, default=None,
-                   help="keep only each room's newest N finals (default: all)")
+    add_retention_arguments(r)
     r.add_argument("--redis", default=None, metavar="URL",
                    help="share rooms with other captiond processes over Redis pub/sub "
                         "(redis://host:6379/0); use a shared --store (PostgreSQL) with it")
@@ -211,7 +208,8 @@ def _rooms_from_args(args: argparse.Namespace) -> RoomOptions:
     from server.store import default_store_path
 
     return RoomOptions(store=args.store or str(default_store_path()),
-                       retention=Retention(args.keep_days, args.keep_finals),
+                       retention=retention_from_args(args.keep_days, args.keep_finals,
+                                                     args.room_retention),
                        viewer_max_finals=args.viewer_max_finals, redis=args.redis)
 
 

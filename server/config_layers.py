@@ -7,6 +7,8 @@ same names (`max_batch_size`, `max-batch-size`, `CAPTIOND_MAX_BATCH_SIZE`).
 The layers become the argument parser's defaults, so argparse's own types and
 checks apply to them, and a flag always wins. Tables in the file only group
 settings for people: `[batching] max_batch_size = 16` is `max_batch_size = 16`.
+The one table that is data, `[retention.rooms."<room>"]`, becomes the
+repeatable `--room-retention` (server/retention_options.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from server.retention_options import specs_from_tables
 
 try:
     import tomllib
@@ -55,6 +59,12 @@ def read_file(path: str) -> dict[str, Any]:
     for name, value in document.items():
         items = value.items() if isinstance(value, dict) else [(name, value)]
         for key, setting in items:
+            if (name, key) == ("retention", "rooms") and isinstance(setting, dict):
+                try:
+                    flat["room_retention"] = specs_from_tables(setting, path)
+                except ValueError as exc:
+                    raise ConfigError(str(exc)) from exc
+                continue
             flat[key.replace("-", "_")] = setting
     return flat
 
@@ -157,6 +167,8 @@ def _parsed_default(action: argparse.Action) -> Any:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):  # repeatable options
+        return "[" + ", ".join(map(_toml_value, value)) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

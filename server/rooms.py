@@ -49,8 +49,7 @@ class RoomRegistry:
         await self.store.open()
         if self.bus is not None:
             await self.bus.start()
-        retention = self.options.retention
-        if retention.max_age_days is not None or retention.max_finals_per_room is not None:
+        if self.options.retention.deletes_anything:
             self._pruner = asyncio.create_task(self._keep_pruned(), name="captiond-prune")
 
     async def close(self) -> None:

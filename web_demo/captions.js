@@ -133,6 +133,7 @@ export class RoomConnection {
     this.socket = null;
     this.timer = null;
     this.lastId = null;  // the newest room id received
+    this.resumed = false;  // the open link asked for `after`: its replayed finals were missed
   }
 
   /** The URL to open: the room, and after a first connection where to resume. */
@@ -157,6 +158,7 @@ export class RoomConnection {
 
   open() {
     this.onStatus("connecting", "connecting…");
+    this.resumed = this.lastId !== null;
     const socket = new WebSocket(this.resumeUrl);
     this.socket = socket;
     let opened = false;

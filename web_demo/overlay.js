@@ -73,7 +73,13 @@ function setStatus(state, text) {
 document.documentElement.style.setProperty("--caption-size", `${settings.get("font")}px`);
 document.documentElement.style.setProperty("--box-alpha", String(settings.get("box")));
 const connection = new RoomConnection(roomUrl(room), {
-  onMessage: (message) => { board.receive(message); render(); },
+  onMessage: (message) => {
+    const caption = board.receive(message);
+    // A first join's history is old news, but what a resumed link replays was
+    // missed: it shows as it would have live (only the newest `lines` fit).
+    if (caption && connection.resumed) caption.history = false;
+    render();
+  },
   onStatus: (state, text) => {
     setStatus(state, text);
     if (state !== "live") { board.clearPartials(); render(); }

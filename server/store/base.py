@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -48,10 +49,24 @@ class FinalNotStored(RuntimeError):
 
 @dataclass(frozen=True)
 class Retention:
-    """How long transcripts are kept; None: without limit."""
+    """How long transcripts are kept; None: without limit. `rooms` holds the
+    rooms with their own rules (complete: a room's rules replace these)."""
 
     max_age_days: float | None = None  # finals recorded longer ago are deleted
     max_finals_per_room: int | None = None  # only a room's newest finals are kept
+    # hash=False: the config stays hashable (a dict is not; equality still compares it)
+    rooms: Mapping[str, Retention] = field(default_factory=dict, hash=False)
+
+    @property
+    def limited(self) -> bool:
+        return self.max_age_days is not None or self.max_finals_per_room is not None
+
+    def for_room(self, room: str) -> Retention:
+        return self.rooms.get(room, self)
+
+    @property
+    def deletes_anything(self) -> bool:
+        return self.limited or any(rules.limited for rules in self.rooms.values())
 
 
 class TranscriptStore(ABC):

@@ -49,13 +49,13 @@ class MemoryStore(TranscriptStore):
     async def prune(self, retention: Retention, now: float) -> int:
         deleted = 0
         for room, finals in self._finals.items():
-            kept = finals
-            if retention.max_age_days is not None:
-                oldest = now - retention.max_age_days * 86400
+            kept, rules = finals, retention.for_room(room)
+            if rules.max_age_days is not None:
+                oldest = now - rules.max_age_days * 86400
                 kept = [f for f in kept if f.recorded_at >= oldest]
-            if retention.max_finals_per_room is not None:
+            if rules.max_finals_per_room is not None:
                 kept = [f for f in kept
-                        if f.id > self._last_id[room] - retention.max_finals_per_room]
+                        if f.id > self._last_id[room] - rules.max_finals_per_room]
             deleted += len(finals) - len(kept)
             self._finals[room] = kept
         return deleted

@@ -71,13 +71,6 @@ class PostgresStore(TranscriptStore):
     async def prune(self, retention: Retention, now: float) -> int:
         deleted = 0
         async with self._lock, self._db.transaction():
-            if retention.max_age_days is not None:
-                cursor = await self._db.execute(_pg(sql.PRUNE_AGE),
-                                                (now - retention.max_age_days * 86400,))
-                deleted += cursor.rowcount
-            if retention.max_finals_per_room is not None:
-                cursor = await self._db.execute(_pg(sql.PRUNE_PER_ROOM),
-                                                (retention.max_finals_per_room,))
-                deleted += cursor.rowcount
-            await self._db.execute(_pg(sql.PRUNE_STREAMS))
+            for statement, params in sql.prune_statements(retention, now):
+                deleted += (await self._db.execute(_pg(statement), params)).rowcount
         return deleted

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from server.store.base import StoredFinal, StreamInfo, dump_json, final_fields
+from server.store.base import Retention, StoredFinal, StreamInfo, dump_json, final_fields
 
 SCHEMA = (
     "CREATE TABLE IF NOT EXISTS rooms ("
@@ -49,6 +49,28 @@ PRUNE_PER_ROOM = ("DELETE FROM finals WHERE id <= "
 PRUNE_STREAMS = ("DELETE FROM streams WHERE NOT EXISTS "
                  "(SELECT 1 FROM finals WHERE finals.room = streams.room"
                  " AND finals.stream = streams.key)")
+
+
+def prune_statements(retention: Retention, now: float) -> list[tuple[str, list[Any]]]:
+    """The deletes that apply `retention`: each room with its own rules under
+    them, every other room under the defaults; then streams left without finals."""
+    statements = []
+    for room, rules in retention.rooms.items():
+        statements += _prune_rules(rules, now, " AND finals.room = ?", [room])
+    others = list(retention.rooms)
+    where = f" AND finals.room NOT IN ({', '.join('?' * len(others))})" if others else ""
+    statements += _prune_rules(retention, now, where, others)
+    return [*statements, (PRUNE_STREAMS, [])]
+
+
+def _prune_rules(rules: Retention, now: float, where: str, rooms: list[str]
+                 ) -> list[tuple[str, list[Any]]]:
+    statements = []
+    if rules.max_age_days is not None:
+        statements.append((PRUNE_AGE + where, [now - rules.max_age_days * 86400, *rooms]))
+    if rules.max_finals_per_room is not None:
+        statements.append((PRUNE_PER_ROOM + where, [rules.max_finals_per_room, *rooms]))
+    return statements
 
 
 def select_finals(room: str, after: int, stream: str | None, limit: int | None,

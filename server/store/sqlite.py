@@ -114,11 +114,11 @@ class SQLiteStore(TranscriptStore):
         db = self._db
         deleted = 0
         db.execute("BEGIN IMMEDIATE")
-        if retention.max_age_days is not None:
-            deleted += db.execute(sql.PRUNE_AGE,
-                                  (now - retention.max_age_days * 86400,)).rowcount
-        if retention.max_finals_per_room is not None:
-            deleted += db.execute(sql.PRUNE_PER_ROOM, (retention.max_finals_per_room,)).rowcount
-        db.execute(sql.PRUNE_STREAMS)
+        try:
+            for statement, params in sql.prune_statements(retention, now):
+                deleted += db.execute(statement, params).rowcount
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
         db.execute("COMMIT")
         return deleted

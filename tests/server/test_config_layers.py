@@ -11,6 +11,7 @@ import pytest
 
 from server.cli import config_from_args, parse_args
 from server.config_layers import MASK, ConfigError, apply_layers, read_file, render, tomllib
+from server.store import Retention
 from tests.server.test_cli import CAPTIOND, ROOT
 
 FILE = """
@@ -86,6 +87,8 @@ def test_secrets_are_masked_in_config_show(tmp_path):
     ({"CAPTIOND_CALIBRATE": "maybe"}, "", "--no-calibrate takes true or false"),
     ({}, "max_batch = 3\n", "unknown setting(s) max_batch"),
     ({}, "port = \n", "is not valid TOML"),
+    ({}, '[retention.rooms."x"]\nkeep_weeks = 2\n', "takes keep_days and keep_finals"),
+    ({}, '[retention.rooms."x"]\nkeep_days = "soon"\n', "days takes a number >= 0 or forever"),
 ])
 def test_bad_settings_stop_with_a_message_naming_them(tmp_path, env, text, message):
     path = tmp_path / "c.toml"
@@ -94,6 +97,37 @@ def test_bad_settings_stop_with_a_message_naming_them(tmp_path, env, text, messa
                            capture_output=True, text=True, timeout=60,
                            env={**env, "PATH": "/usr/bin:/bin"})
     assert shown.returncode == 2 and message in shown.stderr
+
+
+ROOM_RETENTION = """
+[retention]
+keep_days = 30
+keep_finals = 1000
+[retention.rooms."board"]
+keep_days = "forever"
+keep_finals = "forever"
+[retention.rooms."standup"]
+keep_days = 7
+"""
+
+
+def test_rooms_keep_their_own_retention_from_the_file_and_flags(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text(ROOM_RETENTION)
+    args = parse_args(["serve", "--config", str(path), "--room-retention", "standup:finals=5",
+                       "--room-retention", "hall:forever"], {})
+    expected = Retention(30.0, 1000, rooms={
+        "board": Retention(None, None), "standup": Retention(7.0, 5),
+        "hall": Retention(None, None)})
+    assert config_from_args(args).rooms.retention == expected
+    # config show names them, and what it prints is a config file that means the same
+    shown = render(args.parsers[:2], args, args.origins)
+    assert tomllib.loads(shown)["room_retention"] == [
+        "board:days=forever,finals=forever", "standup:days=7", "standup:finals=5",
+        "hall:forever"]
+    path.write_text(shown)
+    again = parse_args(["serve", "--config", str(path)], {})
+    assert config_from_args(again).rooms.retention == expected
 
 
 def test_the_example_file_names_only_real_settings():

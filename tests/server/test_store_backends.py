@@ -66,6 +66,29 @@ async def test_retention_by_age_and_per_room_keeps_ids_increasing(store):
     assert await store.append("r", ADA, final("later"), 200.0) == 6
 
 
+async def test_each_room_keeps_its_own_rules_and_the_others_the_defaults(store):
+    # 4 finals in each room, recorded at 100..103 (the age cut-off falls after 101)
+    for room in ("board", "hall", "standup", "lobby"):
+        for i in range(4):
+            await store.append(room, ADA, final(f"{room} {i}"), 100.0 + i)
+    retention = Retention(max_finals_per_room=3, rooms={
+        "board": Retention(),  # kept forever
+        "hall": Retention(max_finals_per_room=10),  # longer than the default
+        "standup": Retention(max_age_days=1.0, max_finals_per_room=3),  # shorter
+    })
+    assert await store.prune(retention, now=100.0 + 86400 + 1.5) == 1 + 2
+    assert [f.id for f in await store.finals("board")] == [1, 2, 3, 4]
+    assert [f.id for f in await store.finals("hall")] == [1, 2, 3, 4]
+    assert [f.id for f in await store.finals("standup")] == [3, 4]  # age, though 3 fit
+    assert [f.id for f in await store.finals("lobby")] == [2, 3, 4]  # the default
+    for room in ("board", "standup", "lobby"):
+        assert await store.append(room, ADA, final("later"), 200.0) == 5
+        assert await store.last_id(room) == 5
+    assert await store.prune(retention, now=200.0) == 1  # lobby: its newest 3 again
+    assert [f.id for f in await store.finals("lobby")] == [3, 4, 5]
+    assert [s.key for s in await store.streams("standup")] == ["a1"]
+
+
 async def test_concurrent_appends_get_distinct_consecutive_ids(store):
     ids = await asyncio.gather(*(store.append("r", ADA, final(str(i)), 1.0) for i in range(20)))
     assert sorted(ids) == list(range(1, 21))
