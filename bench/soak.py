@@ -13,8 +13,9 @@ The server's RSS, open file descriptors and threads are sampled every few
 seconds; growth is reported from the first sample after warm-up to the last
 one with speakers on, and again once everyone left (descriptors should be
 back where they started). The server's log is kept and its warnings, errors
-and tracebacks counted. The store (docs/design.md §8: "written before it is
-sent") is not compared yet: the server has none.
+and tracebacks counted. The transcript store (a scratch SQLite file) is read
+at the end and compared with what the viewers received: every final received
+is stored, with its id and text, and no utterance is stored twice.
 
     python -m bench.soak --streams 20 --seconds 60           # the short soak (tests too)
     python -m bench.soak --streams 100 --seconds 1800 --label long
@@ -40,7 +41,7 @@ import soundfile
 from bench.load import _raise_open_files_limit, ensure_models
 from bench.load_server import ROOT, machine
 from bench.soak_clients import Plan, RoomViewer, SpeakerLog, speaker
-from bench.soak_ledger import compare, errors_by_kind
+from bench.soak_ledger import compare, compare_store, errors_by_kind
 from bench.soak_server import SampledServer
 
 CLIPS = [f"utt0{i}.wav" for i in range(1, 6)]
@@ -74,7 +75,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def serve_args(args: argparse.Namespace) -> list[str]:
     models = ensure_models(args.model_dir, args.size)
     admission = [] if args.admission else ["--no-calibrate", "--no-admission"]
+    # all speakers and viewers share 127.0.0.1: lift the per-address cap (default 64)
     return ["--device", "cpu", "--workers", "1", *admission,
+            "--max-connections-per-address", "1000000",
             "--online-model", str(models / "paraformer-streaming"),
             "--offline-model", str(models / "paraformer-offline"),
             "--punc-model", str(models / "ct-punc"), *shlex.split(args.serve_args)]
@@ -110,6 +113,8 @@ async def soak(args: argparse.Namespace, server: SampledServer) -> dict:
     while report["lost"] and time.monotonic() - started < speaking_s + 60:
         await asyncio.sleep(1.0)  # a final may still be on its way to the room
         report = compare(streams, {room: v.finals for room, v in viewers.items()})
+    report["store"] = compare_store({room: v.finals for room, v in viewers.items()},
+                                    server.stored_finals())
     for viewer in viewers.values():
         await viewer.stop()
     sampler.cancel()
@@ -147,6 +152,9 @@ def table(report: dict) -> str:
         ("lost / duplicated / extra / misplaced",
          f"{report['lost']} / {report['duplicated']} / {report['extra']} / {report['misplaced']}"),
         ("direct finals differing from the room's", report["direct_mismatches"]),
+        ("store: finals / received not stored / stored twice / stored not received",
+         f"{report['store']['finals_stored']} / {report['store']['received_not_stored']} / "
+         f"{report['store']['stored_twice']} / {report['store']['stored_not_received']}"),
         ("client-side errors by kind", json.dumps(report["client_errors"]) or "{}"),
         ("server log: warnings / errors / tracebacks",
          f"{log['warnings']} / {log['errors']} / {log['tracebacks']}"),

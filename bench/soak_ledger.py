@@ -81,3 +81,21 @@ def _by_segment(finals: list[dict]) -> list[tuple]:
 def errors_by_kind(streams: list[SentStream]) -> dict[str, int]:
     """What the server refused or failed, by its error code (or how it closed)."""
     return dict(Counter(stream.error for stream in streams if stream.error is not None))
+
+
+def compare_store(room_finals: dict[str, list[dict]], stored: dict[str, list[dict]]) -> dict:
+    """What the rooms' viewers received against what the store holds: every
+    final received is stored under its id with the same text (written before
+    sent), no utterance is stored twice, nothing stored went unreceived."""
+    received = {(room, f["id"]): f for room, finals in room_finals.items() for f in finals}
+    kept = {(room, f["id"]): f for room, finals in stored.items() for f in finals}
+    utterances = Counter((room, f["wav_name"], f["segment"])
+                         for room, finals in stored.items() for f in finals)
+    return {
+        "finals_stored": len(kept),
+        "received_not_stored": sum(key not in kept for key in received),
+        "stored_differently": sum(key in kept and kept[key]["text"] != f["text"]
+                                  for key, f in received.items()),
+        "stored_twice": sum(count - 1 for count in utterances.values() if count > 1),
+        "stored_not_received": sum(key not in received for key in kept),
+    }

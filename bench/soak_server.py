@@ -4,6 +4,7 @@ kept and whose memory, descriptors and threads are sampled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -35,7 +36,8 @@ class SampledServer:
         self._log = tempfile.NamedTemporaryFile("w+", prefix="captiond-soak-", suffix=".log")
         # the transcript store in a scratch file, not the user's data directory
         self._scratch = tempfile.TemporaryDirectory(prefix="captiond-soak-")
-        store = ["--store", str(Path(self._scratch.name) / "transcripts.sqlite3")]
+        self.store_path = Path(self._scratch.name) / "transcripts.sqlite3"
+        store = ["--store", str(self.store_path)]
         command = [sys.executable, "-m", "server.cli", "serve", "--port", "0", *store,
                    *self.args]
         self.process = subprocess.Popen(command, cwd=ROOT, stderr=self._log)
@@ -57,6 +59,18 @@ class SampledServer:
             self.process.wait()
         self._log.close()
         self._scratch.cleanup()
+
+    def stored_finals(self) -> dict[str, list[dict]]:
+        """Room → the finals in the server's store (its own message, id included),
+        read beside the running server (SQLite WAL: readers do not block it)."""
+        import sqlite3
+
+        found: dict[str, list[dict]] = {}
+        with contextlib.closing(sqlite3.connect(f"file:{self.store_path}?mode=ro",
+                                                uri=True)) as db:
+            for room, message in db.execute("SELECT room, message FROM finals ORDER BY room, id"):
+                found.setdefault(room, []).append(json.loads(message))
+        return found
 
     @property
     def url(self) -> str:

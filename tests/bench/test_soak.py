@@ -2,7 +2,8 @@
 and go at random for 60 s against a real `captiond serve` process, dropping
 their sockets mid-utterance, closing, reconnecting, uploading files. Every
 utterance they started reaches its room exactly once and where it was spoken,
-and the server ends where it began in descriptors and threads."""
+the transcript store holds exactly what the rooms received, and the server
+ends where it began in descriptors and threads."""
 
 from __future__ import annotations
 
@@ -22,6 +23,11 @@ def test_short_soak_loses_no_utterance_and_leaks_no_descriptors(test_models_dir,
     assert report["duplicated"] == report["extra"] == report["misplaced"] == 0, report["problems"]
     assert report["direct_mismatches"] == 0, report["problems"]
     assert report["client_errors"] == {}
+    # the transcript store holds exactly what the rooms received (written before sent)
+    store = report["store"]
+    assert store["finals_stored"] >= report["utterances"] - report["lost"]
+    assert store["received_not_stored"] == store["stored_differently"] == 0, store
+    assert store["stored_twice"] == store["stored_not_received"] == 0, store
     log = report["server_log"]
     assert log["errors"] == log["tracebacks"] == 0, log["first_problems"]
     server = report["server"]
