@@ -128,6 +128,9 @@ class SampledServer:
             self.samples.append({
                 "t": round(time.monotonic() - self._started, 1), "label": label,
                 "rss_mb": round(self.psutil.memory_info().rss / 2**20, 1),
+                # the final-pass process (server/final_process.py) and any others
+                "children_rss_mb": round(sum(_rss(child) for child
+                                             in self.psutil.children(recursive=True)) / 2**20, 1),
                 "fds": self.psutil.num_fds(), "threads": self.psutil.num_threads(),
                 "connections": health["connections"], "viewers": health["viewers"],
             })
@@ -142,6 +145,8 @@ class SampledServer:
         return {
             "rss_mb_warm": before["rss_mb"], "rss_mb_loaded": load[-1]["rss_mb"],
             "rss_mb_after": after["rss_mb"],
+            "children_rss_mb_warm": before.get("children_rss_mb"),
+            "children_rss_mb_after": after.get("children_rss_mb"),
             "rss_growth_mb": round(after["rss_mb"] - before["rss_mb"], 1),
             "rss_load_slope_mb_per_h": _slope_per_hour(settled, "rss_mb"),
             "fds_idle_before": before["fds"], "fds_idle_after": after["fds"],
@@ -179,3 +184,10 @@ def _slope_per_hour(samples: list[dict], key: str) -> float | None:
         return None
     slope = sum((t - mean_t) * (y - mean_y) for t, y in zip(ts, ys)) / var
     return round(slope * 3600, 1)
+
+
+def _rss(process: psutil.Process) -> int:
+    try:
+        return process.memory_info().rss
+    except psutil.Error:  # it exited between the listing and the reading
+        return 0
