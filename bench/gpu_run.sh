@@ -44,7 +44,8 @@ load() {  # load NAME CAP ARGS…: one bench.load sweep into $OUT/results/NAME
     timeout "$(cap "$limit")" python3 -m bench.load --size "$SIZE" --model-dir "$MODELS" \
         --device "$DEVICE" --duration "$DURATION" --ramp 3 --repeat 1 \
         --results-dir "$OUT/results/$name" "$@" 2>&1 | quiet "load.txt"
-    pkill -f "server.cli serve"; pkill -f "bench.load"; sleep 1
+    # only what this script started (its model dir): a dry run must not stop other servers
+    pkill -f "server.cli serve.*$MODELS"; pkill -f "bench.load.*$MODELS"; sleep 1
     pack
 }
 
@@ -103,7 +104,7 @@ if want files; then
         --device "$DEVICE" --files "${FILES:-8}" --minutes 1 --max-batch-size 64 \
         --label "gpu-$SIZE" 2>&1 | quiet "files.txt"
     cp bench/results/*-gpu-"$SIZE"-batch-files.json "$OUT"/ 2>/dev/null
-    pkill -f "server.cli serve"
+    pkill -f "server.cli serve.*$MODELS"
 fi
 rm -rf "$OUT/results"
 log "done"
