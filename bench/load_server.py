@@ -111,6 +111,7 @@ def window_metrics(first: Snapshot, last: Snapshot) -> dict:
     frames = delta("worker_frames" if workers else "frames")
     frame_s = delta("worker_frame_s" if workers else "frame_s")
     batches = delta("online_batches")
+    finals = delta("finals")
     return {
         "window_s": round(wall, 2),
         "online_busy": round(delta("online_busy_s") / wall, 3),
@@ -124,6 +125,9 @@ def window_metrics(first: Snapshot, last: Snapshot) -> dict:
         "frames_per_s": round(frames / wall, 1),
         "chunks_per_s": round(delta("online_chunks") / wall, 2),
         "mean_batch": round(delta("online_chunks") / batches, 2) if batches else 0.0,
+        # finals: batch size, and the mean wait from ready to its batch's start
+        "final_mean_batch": round(finals / delta("final_batches"), 2) if finals else None,
+        "final_wait_ms": round(1000 * delta("final_wait_s") / finals, 1) if finals else None,
         "server_cpu_pct": round(100 * (last.cpu_s - first.cpu_s) / wall, 1),
     }
 

@@ -48,6 +48,12 @@ class RunnerStats:
     stalls: int = 0  # engine calls the watchdog gave up on (engine_faults.py)
     online_busy_s: float = 0.0  # time each lane spent inside the engine
     final_busy_s: float = 0.0
+    final_batches: int = 0
+    finals: int = 0
+    # Summed over finals: from ready (queued by its session here, or arrived from a
+    # front-end worker) to its batch's start. With the final lane mostly idle and
+    # finals late, this says whether they wait in this process.
+    final_wait_s: float = 0.0
 
     def record(self, kind: str, size: int) -> None:
         self.batches += 1
@@ -55,6 +61,9 @@ class RunnerStats:
         if kind == "online":
             self.online_batches += 1
             self.online_chunks += size
+        else:
+            self.final_batches += 1
+            self.finals += size
 
     @property
     def mean_online_batch(self) -> float:
@@ -209,6 +218,8 @@ class InferenceRunner:
                                     len(jobs), start, end, asyncio.get_running_loop().time())
         if kind != "online":
             self.stats.final_busy_s += end - start
+            self.stats.final_wait_s += sum(max(0.0, start - job.ready_at) for job in jobs
+                                           if getattr(job, "ready_at", None) is not None)
             return
         self.stats.online_busy_s += end - start
         if self.admission is not None:

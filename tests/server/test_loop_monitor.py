@@ -49,6 +49,10 @@ async def test_health_counts_every_audio_frame_and_reports_loop_load(start_serve
     assert 0.0 <= after["loop_busy"] <= 1.0
     assert after["loop_cpu_s"] > before["loop_cpu_s"]  # the loop thread did the work
     assert 0.0 <= after["loop_lag_ms_p95"] <= after["loop_lag_ms_max"]
+    # multi.wav's three utterances went through the final lane; each waited (for its
+    # own utterance's chunks, sent faster than real time here) but none was stuck
+    assert after["finals"] == 3 and 1 <= after["final_batches"] <= 3
+    assert 0.0 < after["final_wait_s"] / after["finals"] < 30.0
 
 
 async def test_a_blocked_loop_shows_as_busy_and_late_then_recovers():
