@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import pickle
 import signal
 import threading
 from collections.abc import Sequence
@@ -73,8 +74,6 @@ def _serve_finals(conn: Connection, models: ModelConfig, threads: int | None,
 
 
 def _picklable(exc: Exception) -> Exception:
-    import pickle
-
     try:
         pickle.dumps(exc)
         return exc

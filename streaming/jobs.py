@@ -123,7 +123,7 @@ def startable(queue: Sequence[Job | Marker], in_flight: Collection[Job],
     earlier utterances); nothing passes a chunk or a marker, so a final starts
     only from the front and a stream's closing message stays last."""
     for index, entry in enumerate(queue):
-        if isinstance(entry, EndMarker | EndAckMarker):
+        if isinstance(entry, Marker):
             return None
         if entry.kind is not kind:
             if entry.kind is JobKind.FINAL:

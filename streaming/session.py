@@ -301,9 +301,12 @@ class CaptionSession:
     def ready_kinds(self) -> list[JobKind]:
         """The kinds of job that may be taken now, the one nearer the queue's
         front first (a chunk may pass a final waiting for the final lane)."""
-        found = [(index, kind) for kind in JobKind
-                 if (index := startable(self._queue, self._in_flight, kind)) is not None]
-        return [kind for _, kind in sorted(found)]
+        return [kind for _, kind in self._startable()]
+
+    def _startable(self) -> list[tuple[int, JobKind]]:
+        """(queue index, kind) of each job that may start now, front first."""
+        return sorted((index, kind) for kind in JobKind
+                      if (index := startable(self._queue, self._in_flight, kind)) is not None)
 
     @property
     def busy(self) -> bool:
@@ -325,8 +328,11 @@ class CaptionSession:
 
     def take_job(self, kind: JobKind | str | None = None) -> Job | None:
         """The next job of `kind` that may start (default: of any kind), or None."""
-        kind = self.peek_kind() if kind is None else JobKind(kind)
-        index = None if kind is None else startable(self._queue, self._in_flight, kind)
+        if kind is None:
+            found = self._startable()
+            index = found[0][0] if found else None
+        else:
+            index = startable(self._queue, self._in_flight, JobKind(kind))
         if index is None:
             return None
         job = self._queue[index]

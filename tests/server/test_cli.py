@@ -44,15 +44,18 @@ def test_missing_hub_model_names_the_cache_and_how_to_predownload(tmp_path):
     assert "modelscope download" in done.stderr
 
 
+def serve_generated_models(models: Path) -> list[str]:
+    """`captiond serve` on a free port with the generated models in `models`, on the CPU."""
+    return [*CAPTIOND, "serve", "--port", "0", "--device", "cpu",
+            "--online-model", str(models / "paraformer-streaming"),
+            "--offline-model", str(models / "paraformer-offline"),
+            "--punc-model", str(models / "ct-punc")]
+
+
 async def test_serve_with_generated_models_captions_a_stream(test_models_dir):
-    args = [
-        *CAPTIOND, "serve", "--port", "0", "--device", "cpu",
-        "--online-model", str(test_models_dir / "paraformer-streaming"),
-        "--offline-model", str(test_models_dir / "paraformer-offline"),
-        "--punc-model", str(test_models_dir / "ct-punc"),
-    ]
     process = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL
+        *serve_generated_models(test_models_dir), cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL
     )
     try:
         port = await asyncio.wait_for(_listening_port(process), timeout=120)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 
 import numpy as np
 import psutil
@@ -18,7 +17,13 @@ from server.config import ModelConfig, ParaformerOptions
 from server.final_process import FinalPassProcess
 from streaming.engine import FinalRequest, StreamOptions
 from tests.conftest import DATA
-from tests.server.test_cli import ROOT, _listening_port, caption_one_utterance, run_captiond
+from tests.server.test_cli import (
+    ROOT,
+    _listening_port,
+    caption_one_utterance,
+    run_captiond,
+    serve_generated_models,
+)
 
 FIXTURES = ("utt01.wav", "utt02.wav", "utt03.wav", "multi.wav")
 
@@ -73,14 +78,9 @@ def test_an_error_in_the_child_reaches_the_caller_and_the_child_keeps_serving(
 
 
 async def test_serve_runs_finals_in_a_child_process_and_stops_it(test_models_dir):
-    args = [
-        sys.executable, "-m", "server.cli", "serve", "--port", "0", "--device", "cpu",
-        "--online-model", str(test_models_dir / "paraformer-streaming"),
-        "--offline-model", str(test_models_dir / "paraformer-offline"),
-        "--punc-model", str(test_models_dir / "ct-punc"),
-    ]
     process = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        *serve_generated_models(test_models_dir), cwd=ROOT, stderr=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.DEVNULL)
     try:
         port = await asyncio.wait_for(_listening_port(process), timeout=180)
         # multiprocessing's spawned children run `spawn_main` (its resource tracker does not)

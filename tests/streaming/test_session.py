@@ -307,9 +307,9 @@ def test_a_session_waiting_for_the_model_is_not_idle():
     assert not session.expire_if_idle(now=1000.0, timeout_s=60)
 
 
-def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_final(multi):
-    """Partials of the next sentence must not wait behind the previous final pass
-    (~1 s of a CPU); finals and the closing message still come out in order."""
+def ended_2pass_session(multi: bytes):
+    """A 2pass session that received multi.wav (three utterances) and its end, and
+    `run(job)`, which runs one job on its engine and completes it."""
     engine = StrideCountingEngine()
     session = CaptionSession(engine)
     session.receive_text(json.dumps({"mode": "2pass", "wav_name": "t"}), now=0.0)
@@ -319,6 +319,25 @@ def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_f
     def run(job):
         (result,) = (engine.step if job.kind == "online" else engine.finalize)([job.request])
         session.complete(job, result)
+
+    return session, run
+
+
+def assert_finals_in_order_after_their_partials(session: CaptionSession) -> None:
+    events = session.events()
+    finals = [e for e in events if isinstance(e, Final)]
+    assert [f.segment for f in finals] == [0, 1, 2]
+    for final in finals:  # each utterance's partials still precede its final
+        partials = [i for i, e in enumerate(events)
+                    if isinstance(e, Partial) and e.segment == final.segment]
+        assert max(partials) < events.index(final)
+    assert events[-1].end_of_stream and not session.busy
+
+
+def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_final(multi):
+    """Partials of the next sentence must not wait behind the previous final pass
+    (~1 s of a CPU); finals and the closing message still come out in order."""
+    session, run = ended_2pass_session(multi)
 
     while (job := session.take_job()).kind == "online":
         run(job)
@@ -332,29 +351,14 @@ def test_a_final_in_flight_lets_the_next_utterance_chunks_run_but_not_the_next_f
     assert session.peek_kind() is None
     run(first_final)
     run_jobs(session)
-    events = session.events()
-    finals = [e for e in events if isinstance(e, Final)]
-    assert [f.segment for f in finals] == [0, 1, 2]
-    for final in finals:  # each utterance's partials still precede its final
-        partials = [i for i, e in enumerate(events)
-                    if isinstance(e, Partial) and e.segment == final.segment]
-        assert max(partials) < events.index(final)
-    assert events[-1].end_of_stream and not session.busy
+    assert_finals_in_order_after_their_partials(session)
 
 
 def test_the_next_utterance_chunks_pass_a_final_that_waits_for_the_final_lane(multi):
     """A busy final lane must not hold the next sentence's partials either: while
     a final waits to be taken, the next utterance's chunks may be; the final may
     run beside them once its own utterance's chunks are done; finals stay in order."""
-    engine = StrideCountingEngine()
-    session = CaptionSession(engine)
-    session.receive_text(json.dumps({"mode": "2pass", "wav_name": "t"}), now=0.0)
-    session.receive_audio(multi, now=0.0)
-    session.receive_text('{"is_speaking": false}', now=1.0)
-
-    def run(job):
-        (result,) = (engine.step if job.kind == "online" else engine.finalize)([job.request])
-        session.complete(job, result)
+    session, run = ended_2pass_session(multi)
 
     while session.peek_kind() == "online":
         last_chunk = session.take_job("online")
@@ -369,14 +373,7 @@ def test_the_next_utterance_chunks_pass_a_final_that_waits_for_the_final_lane(mu
     assert {j.utterance.segment for j in passed} == {1, 2}
     assert session.ready_kinds() == ["final"]  # the three finals, in order, from the front
     run_jobs(session)
-    events = session.events()
-    finals = [e for e in events if isinstance(e, Final)]
-    assert [f.segment for f in finals] == [0, 1, 2]
-    for final in finals:
-        partials = [i for i, e in enumerate(events)
-                    if isinstance(e, Partial) and e.segment == final.segment]
-        assert max(partials) < events.index(final)
-    assert events[-1].end_of_stream and not session.busy
+    assert_finals_in_order_after_their_partials(session)
 
 
 def test_only_an_upload_with_enough_waiting_asks_to_be_read_no_further(multi):
