@@ -133,16 +133,16 @@ class ViewerWriter:
                 await self._send_final(final.message, history=True)
             return
         self.feed.last_sent_id = after
-        await self._fill_gap(None)
+        await self._fill_gap(None, history=True)
 
-    async def _fill_gap(self, before: int | None) -> None:
+    async def _fill_gap(self, before: int | None, history: bool) -> None:
         """Send the stored finals after the last one sent (and before `before`)."""
         while before is None or self.feed.last_sent_id + 1 < before:
             limit = CATCH_UP_PAGE if before is None else \
                 min(CATCH_UP_PAGE, before - self.feed.last_sent_id - 1)
             page = await self.store.finals(self.room, self.feed.last_sent_id, limit=limit)
             for final in page:
-                await self._send_final(final.message, history=True)
+                await self._send_final(final.message, history)
             if len(page) < limit:
                 return
 
@@ -153,14 +153,17 @@ class ViewerWriter:
             return
         if final_id <= self.feed.last_sent_id:
             return  # already sent in the catch-up
-        await self._fill_gap(final_id)
+        # Finals overtaken on their way here are live, not history: an overlay
+        # shows them like any other (it hides history).
+        await self._fill_gap(final_id, history=False)
         await self._send(final_id, text)
 
     async def _send_final(self, message: dict[str, Any], history: bool) -> None:
         final_id = message.get("id", 0)
         if final_id <= self.feed.last_sent_id:
             return
-        await self._send(final_id, protocol.dumps({**message, "history": history}))
+        await self._send(final_id, protocol.dumps({**message, "history": True} if history
+                                                  else message))
 
     async def _send(self, final_id: int, text: str) -> None:
         # Counted as sent before the await: send() queues the frame, then waits

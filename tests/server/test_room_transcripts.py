@@ -15,8 +15,10 @@ from clients.client import CaptionClient
 from server.app import CaptionServer
 from server.config import RoomOptions, ServerConfig
 from server.store import open_store
+from server.store.base import StreamInfo
 from server.store.memory import MemoryStore
 from server.store.sqlite import SQLiteStore
+from server.viewer import ViewerFeed, ViewerWriter
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
 from tests.server.test_streaming_contract import transcribe
@@ -277,3 +279,37 @@ async def test_a_viewer_whose_catch_up_fails_is_told_to_retry(caplog):
         assert "catch-up failed" in caplog.text
     finally:
         await server.stop()
+
+
+class RecordingSocket:
+    """What a viewer's writer sends, in order (the writer is under test, not the socket)."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict] = []
+
+    async def send(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+
+async def test_a_live_final_that_was_overtaken_is_sent_live_in_id_order():
+    """Two processes appending to one room: id 2 reaches the viewer before
+    id 1. The writer sends 1 (from the store) then 2, both as live finals, so
+    an overlay that hides history still shows the first (CI saw it hidden)."""
+    store, feed, socket = MemoryStore(), ViewerFeed(max_finals=10), RecordingSocket()
+    writer = ViewerWriter("meet", feed, socket, store)
+    task = asyncio.create_task(writer.run(after=None))
+    await asyncio.sleep(0)  # a first join into an empty room: no history
+    speakers = [StreamInfo(key=name, speaker=name, wav_name=name, started_at=0.0)
+                for name in ("a", "b")]
+    sent = []
+    for info, text in zip(speakers, ("first.", "second.")):
+        message = {"mode": "2pass-offline", "text": text, "is_final": True, "stream": info.key}
+        sent.append({**message, "id": await store.append("meet", info, message, 0.0)})
+    feed.put(sent[1], None)  # overtakes
+    feed.put(sent[0], None)  # arrives late: already sent from the store
+    async with asyncio.timeout(5):
+        while len(socket.sent) < 2:
+            await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    assert socket.sent == sent
