@@ -89,6 +89,7 @@ class CaptionConnection:
         self.runner.attach(self.session, self._on_results)
         sender = asyncio.create_task(self._send_loop())
         self._receiver = asyncio.create_task(self._receive_loop())
+        watchdog = asyncio.create_task(self._expire_when_idle())
         try:
             await asyncio.wait({self._receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
             if not self._receiver.done():  # the sender failed (a bug): stop reading
@@ -101,6 +102,7 @@ class CaptionConnection:
                 self.session.disconnect(self._now())
                 self.runner.notify(self.session)
         finally:
+            watchdog.cancel()
             self._upload.abort()
             try:
                 await self._stop_sender(sender)
@@ -127,18 +129,22 @@ class CaptionConnection:
         self.runner.notify(self.session)
         self._outbox.set()
 
+    def _on_audio(self, frame: bytes) -> None:
+        """One audio frame. Most complete no chunk: they wake neither the
+        scheduler nor the sender (a per-frame cost at hundreds of streams)."""
+        queued = self.session.queued_entries
+        self.session.receive_audio(frame, self._now())
+        self.report.audio(len(frame), self.session.config)
+        if self.session.queued_entries != queued:
+            self.runner.notify(self.session)
+        if self.session.has_events or self.session.state is SessionState.CLOSED:
+            self._outbox.set()
+
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
             await self._hold_back_upload()
             try:
-                # asyncio.timeout, not wait_for: no task per frame (bench/frontend_cost.py)
-                async with asyncio.timeout(self.idle_timeout_s):
-                    message = await self.websocket.recv()
-            except TimeoutError:
-                # A session waiting for the model is not idle: the client waits for us.
-                if self.session.expire_if_idle(self._now(), self.idle_timeout_s):
-                    self._outbox.set()
-                continue
+                message = await self.websocket.recv()
             except ConnectionClosed:
                 return
             started = perf_counter()
@@ -149,14 +155,28 @@ class CaptionConnection:
                     self._config_at = time.time()
                 self._collect()
                 await self._decide_admission()
+                self._on_input()
             else:
-                self.session.receive_audio(message, self._now())
-                self.report.audio(len(message), self.session.config)
-            self._on_input()
+                self._on_audio(message)
             if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
                 self.frame_meter.record(perf_counter() - started)
             if self._upload.take():  # the client ended its upload: decode the rest first
                 await self._upload.finish()
+
+    async def _expire_when_idle(self) -> None:
+        """Close a connection that sent nothing for the idle timeout. One timer
+        per idle period, not one per frame (16 µs a frame: bench/frontend_cost.py);
+        the error it sends closes the socket, which ends the receive loop."""
+        while self.session.state is not SessionState.CLOSED:
+            quiet = self._now() - self.session.last_activity
+            if quiet < self.idle_timeout_s:
+                await asyncio.sleep(self.idle_timeout_s - quiet)
+            # A session waiting for the model is not idle: the client waits for us.
+            elif self.session.expire_if_idle(self._now(), self.idle_timeout_s):
+                self._outbox.set()
+                return
+            else:
+                await asyncio.sleep(self.idle_timeout_s)
 
     async def _hold_back_upload(self) -> None:
         """An upload arrives faster than the model takes it: read nothing more

@@ -309,6 +309,16 @@ class CaptionSession:
                       if (index := startable(self._queue, self._in_flight, kind)) is not None)
 
     @property
+    def queued_entries(self) -> int:
+        """Jobs and markers waiting: input that left it unchanged made no new work."""
+        return len(self._queue)
+
+    @property
+    def has_events(self) -> bool:
+        """Events are waiting to be taken (`events()`)."""
+        return bool(self._events)
+
+    @property
     def busy(self) -> bool:
         """Jobs are queued or running: the stream's messages are not all out yet."""
         return bool(self._in_flight) or bool(self._queue)
