@@ -82,6 +82,10 @@ CONFIGS = {
     # (no GIL shared between the event loop and the model lane), bigger batches
     "workers2-cpu": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50"],
     "batched-256": ["--workers", "1", "--max-batch-size", "256", "--max-wait-ms", "50"],
+    # … with one torch thread in the engine process, so its OpenMP barriers do not
+    # wait for a core the front-end processes hold
+    "workers2-cpu-t1": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50",
+                        "--threads", "1"],
     # the whole server path: front-end worker processes (--workers auto) around one engine
     "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],
