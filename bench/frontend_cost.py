@@ -8,7 +8,9 @@ worker ↔ engine channel costs per job (docs/workers.md).
 2. socket: a real server process (same null model) and clients in this
    process sending 60 ms frames over WebSockets; the server's CPU time
    (from /proc) divided by the frames it took: receive + session + notify +
-   sending partials.
+   sending partials. The same for a websockets server that only receives,
+   with and without an `asyncio.timeout` around each recv, from 200 clients
+   at real-time pace (a recv that waits is what makes the timeout cost).
 3. channel: one online job (600 ms of float32 audio) through
    `engine_link.encode_frame`/`decode_body` (pickle 5) and through a
    hand-written struct encoding, and a real Unix-socket trip in batches.
@@ -92,6 +94,8 @@ def session_cost(frames: int) -> float:
 
 
 def _serve(port_queue) -> None:
+    import torch  # noqa: F401 - the engine thread imports it at start: not while measured
+
     from server.app import CaptionServer
     from server.config import ServerConfig
 
@@ -107,6 +111,43 @@ def _serve(port_queue) -> None:
     from server.cli import run_loop  # uvloop where installed, as `captiond serve`
 
     run_loop(main())
+
+
+def _serve_bare(port_queue, per_recv_timeout: bool) -> None:
+    """websockets alone: receive every frame and do nothing with it, with or
+    without an asyncio.timeout around each recv (the server had one until
+    the idle timeout became one timer per idle period)."""
+    from websockets.asyncio.server import serve
+
+    async def handler(websocket) -> None:
+        while True:
+            try:
+                if per_recv_timeout:
+                    async with asyncio.timeout(120):
+                        await websocket.recv()
+                else:
+                    await websocket.recv()
+            except Exception:  # noqa: BLE001 - the client went away: this one is done
+                return
+
+    async def main() -> None:
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            port_queue.put(server.sockets[0].getsockname()[1])
+            await asyncio.Event().wait()
+
+    from server.cli import run_loop
+
+    run_loop(main())
+
+
+async def _bare_client(port: int, pcm: bytes, frames: int) -> None:
+    from websockets.asyncio.client import connect
+
+    frame_bytes = RATE * FRAME_MS // 1000 * 2
+    async with connect(f"ws://127.0.0.1:{port}/", compression=None) as websocket:
+        for i in range(frames):  # at a live client's pace: each recv waits for its frame
+            await websocket.send(pcm[i * frame_bytes:(i + 1) * frame_bytes])
+            await asyncio.sleep(FRAME_MS / 1000)
 
 
 def _cpu_s(pid: int) -> float:
@@ -129,19 +170,22 @@ async def _client(port: int, pcm: bytes, frames: int) -> None:
         await client.collect()
 
 
-def socket_cost(frames: int, streams: int) -> float:
-    """µs of server CPU per 60 ms frame over real WebSockets."""
+def socket_cost(frames: int, streams: int, bare: bool | None = None) -> float:
+    """µs of server CPU per 60 ms frame over real WebSockets: captiond's
+    server, or (`bare` given) websockets alone, with a timeout per recv if True."""
     queue = multiprocessing.get_context("spawn").Queue()
-    server = multiprocessing.get_context("spawn").Process(target=_serve, args=(queue,),
+    target, args = (_serve, (queue,)) if bare is None else (_serve_bare, (queue, bare))
+    server = multiprocessing.get_context("spawn").Process(target=target, args=args,
                                                            daemon=True)
     server.start()
     port = queue.get(timeout=120)
     pcm = speech_like_pcm(frames * FRAME_MS / 1000)
+    client = _client if bare is None else _bare_client
 
     async def run() -> None:
-        await asyncio.gather(*(_client(port, pcm, frames) for _ in range(streams)))
+        await asyncio.gather(*(client(port, pcm, frames) for _ in range(streams)))
 
-    asyncio.run(_client(port, pcm, 20))  # warm up
+    asyncio.run(client(port, pcm, 20))  # warm up
     before = _cpu_s(server.pid)
     asyncio.run(run())
     used = _cpu_s(server.pid) - before
@@ -208,6 +252,9 @@ def main() -> None:
     args = parser.parse_args()
     figures = {"session_us_per_frame": session_cost(args.frames),
                "socket_us_per_frame": socket_cost(args.frames, args.streams),
+               # 200 paced streams, 150 frames each (9 s)
+               "websockets_alone_us_per_frame": socket_cost(150, 200, False),
+               "websockets_timeout_per_recv_us_per_frame": socket_cost(150, 200, True),
                **channel_cost(2000)}
     for name, value in figures.items():
         print(f"{name:32s} {value:10.1f}")

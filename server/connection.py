@@ -164,9 +164,9 @@ class CaptionConnection:
                 await self._upload.finish()
 
     async def _expire_when_idle(self) -> None:
-        """Close a connection that sent nothing for the idle timeout. One timer
-        per idle period, not one per frame (16 µs a frame: bench/frontend_cost.py);
-        the error it sends closes the socket, which ends the receive loop."""
+        """Close a connection that sent nothing for the idle timeout: one timer
+        per idle period, not one set and cancelled around every frame's recv.
+        The error it sends closes the socket, which ends the receive loop."""
         while self.session.state is not SessionState.CLOSED:
             quiet = self._now() - self.session.last_activity
             if quiet < self.idle_timeout_s:
