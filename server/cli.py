@@ -138,8 +138,8 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--buckets", choices=["auto", "on", "off"], default="auto",
                    help="paraformer: pad online batches to a few fixed sizes (auto: off, measured)")
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
-                   help="paraformer: fbank features of all streams at once (batched) or "
-                        "FunASR's own frontend stream by stream")
+                   help="paraformer: fbank features of all streams (and of all finals of "
+                        "a batch) at once, or FunASR's own frontend one by one")
     m.add_argument("--fsmn-conv", choices=["auto", "conv", "unfold", "native"], default="auto",
                    help="paraformer: FSMN depthwise convolutions as Conv1d, with cuDNN off "
                         "(native), or as an unfold and a weighted sum; same tokens (auto: "

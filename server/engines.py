@@ -91,7 +91,7 @@ def load_paraformer_final(options: ParaformerOptions, device: str = "auto"):
                    fsmn_conv=options.fsmn_conv, quantized=(offline,))
     log.info("final pass: loaded %s%s on %s", options.offline_model,
              f", {options.punc_model}" if punc is not None else "", device)
-    return ParaformerFinalPass(offline, punc)
+    return ParaformerFinalPass(offline, punc, frontend=options.frontend)
 
 
 def load_whisper(options: WhisperOptions, device: str = "auto") -> Engine:

@@ -21,7 +21,7 @@ import functools
 import importlib
 import io
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -184,6 +184,19 @@ def frontend(model: Any) -> Any:
     return model.kwargs["frontend"]
 
 
+def replace_frontend(model: Any, make: Callable[[Any, str], Any]) -> None:
+    """Give this loaded AutoModel the frontend `make(its frontend, its device)`.
+
+    FunASR passes `kwargs["frontend"]` to the model's inference, but each
+    `generate` first restores `kwargs` from the snapshot taken when the model
+    was built (`_base_kwargs_map`, FunASR ≥ 1.3): the snapshot gets it too."""
+    frontend = make(model.kwargs["frontend"], str(model.kwargs["device"]))
+    model.kwargs["frontend"] = frontend
+    snapshot = getattr(model, "_base_kwargs_map", None) or {}
+    if "kwargs" in snapshot:
+        snapshot["kwargs"]["frontend"] = frontend
+
+
 def tokenizer(model: Any) -> Any:
     return model.kwargs["tokenizer"]
 
@@ -210,7 +223,21 @@ def generate(model: Any, inputs: Any, **cfg: Any) -> list[dict]:
     """`AutoModel.generate`. Models are loaded with `disable_pbar=True`
     (server/model_loading.py), so it writes nothing to stdout and needs no
     process-wide redirect in the lane threads."""
+    _keep_torch_threads(model)
     return model.generate(input=inputs, **cfg)
+
+
+def _keep_torch_threads(model: Any) -> None:
+    """Each `generate` sets torch's thread count on the calling thread to the
+    model's `ncpu`, restored from the snapshot taken when it was built: make
+    that the count the calling lane set, so the final pass keeps its share."""
+    import torch
+
+    threads = torch.get_num_threads()
+    model.kwargs["ncpu"] = threads
+    snapshot = getattr(model, "_base_kwargs_map", None) or {}
+    if "kwargs" in snapshot:
+        snapshot["kwargs"]["ncpu"] = threads
 
 
 def recognise_batch(model: Any, audio: Sequence[np.ndarray], hotword: str | None) -> list[dict]:

@@ -84,7 +84,7 @@ class ParaformerStreamingEngine:
         prepare_models(online, offline, punc, device=device, quantize=quantize,
                        fsmn_conv=fsmn_conv, quantized=(online, offline))
         self.model = funasr_adapter.network(online)  # the ParaformerStreaming nn.Module
-        self.final_pass = ParaformerFinalPass(offline, punc, self._recognise_online)
+        self.final_pass = ParaformerFinalPass(offline, punc, self._recognise_online, frontend)
         torch_dtype = online_dtype(dtype, device)
         if torch_dtype != torch.float32:
             self.model.to(torch_dtype)

@@ -89,20 +89,18 @@ class _Rows:
         return np.where(t < cached, in_cache, self.new_at[row] + t - cached)
 
 
-class BatchedOnlineFrontend:
-    """`extract_fbank(..., frontend=WavFrontendOnline, cache=...)` for many streams per call."""
+class KaldiFbank:
+    """Kaldi's log-mel fbank (step 1 above) for many sample arrays in one computation;
+    shared by the online frontend here and the offline one (paraformer_offline_features.py)."""
 
-    def __init__(self, frontend: Any, device: str | torch.device,
-                 dtype: torch.dtype = torch.float32) -> None:
-        if frontend.lfr_m == 1 and frontend.lfr_n == 1:
-            # WavFrontendOnline itself fails there (it reads an unset splice index).
-            raise ValueError("WavFrontendOnline needs LFR (lfr_m > 1 or lfr_n > 1)")
+    def __init__(self, frontend: Any, frame_length: int, frame_shift: int,
+                 device: str | torch.device) -> None:
+        """`frontend`: FunASR's WavFrontend(Online), for fs, window, n_mels, dither and
+        CMVN; `frame_length`/`frame_shift` in samples."""
         self.device = torch.device(device)
-        self.dtype = dtype
         self.lfr_m, self.lfr_n = int(frontend.lfr_m), int(frontend.lfr_n)
         self.dither = float(frontend.dither)
-        self.frame_length = int(frontend.frame_sample_length)
-        self.frame_shift = int(frontend.frame_shift_sample_length)
+        self.frame_length, self.frame_shift = int(frame_length), int(frame_shift)
         self.n_fft = 1 << max(0, (self.frame_length - 1).bit_length())  # round_to_power_of_two
         self.n_mels = int(frontend.n_mels)
         self._window = torch.from_numpy(
@@ -117,6 +115,58 @@ class BatchedOnlineFrontend:
     @property
     def feature_dim(self) -> int:
         return self.n_mels * self.lfr_m
+
+    def _fbank(self, samples: list[np.ndarray], counts: np.ndarray) -> Tensor:
+        """Log-mel fbank frames of every row, concatenated in row order: (F, n_mels)."""
+        total = int(counts.sum())
+        if total == 0:
+            return torch.zeros(0, self.n_mels, device=self.device)
+        frames = self._frames(samples, counts)  # (F, frame_length)
+        if self.dither != 0.0:  # Kaldi's Gaussian dither; random, so never bit-equal
+            frames.add_(torch.randn_like(frames), alpha=self.dither)
+        frames.sub_(frames.mean(dim=1, keepdim=True))
+        # Pre-emphasis and window written straight into the zero-padded FFT input.
+        padded = torch.empty(total, self.n_fft, device=self.device)
+        padded[:, self.frame_length :].zero_()
+        torch.sub(frames[:, 1:], frames[:, :-1], alpha=PREEMPHASIS,
+                  out=padded[:, 1 : self.frame_length])
+        torch.mul(frames[:, :1], 1.0 - PREEMPHASIS, out=padded[:, :1])
+        padded[:, : self.frame_length].mul_(self._window)
+        spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (F, n_fft // 2 + 1, 2)
+        power = torch.addcmul(spectrum[..., 0].square(), spectrum[..., 1], spectrum[..., 1])
+        return (power @ self._mel).clamp_min_(LOG_FLOOR).log_()
+
+    def _frames(self, samples: list[np.ndarray], counts: np.ndarray) -> Tensor:
+        """Every row's frames in one gather, samples scaled to the int16 range.
+
+        Each row's samples start at a multiple of the frame shift in one flat
+        buffer, so every frame of every row is a row of the buffer's strided
+        view (`unfold`): one `index_select` picks them.
+        """
+        shift = self.frame_shift
+        blocks = np.array([-(-len(x) // shift) for x in samples])  # in frame shifts
+        block_at = np.concatenate(([0], np.cumsum(blocks)[:-1]))
+        flat = np.zeros((int(blocks.sum()) + -(-self.frame_length // shift)) * shift, np.float32)
+        for x, at in zip(samples, block_at):
+            flat[at * shift : at * shift + len(x)] = x
+        first = np.repeat(block_at, counts) + _ranks(counts)  # frame starts, in shifts
+        # Scaling by 2**15 is exact, and cheaper on the samples than on the frames.
+        view = torch.from_numpy(flat).to(self.device).mul_(INT16_SCALE).unfold(
+            0, self.frame_length, shift)
+        return view.index_select(0, torch.from_numpy(first).to(self.device))
+
+
+class BatchedOnlineFrontend(KaldiFbank):
+    """`extract_fbank(..., frontend=WavFrontendOnline, cache=...)` for many streams per call."""
+
+    def __init__(self, frontend: Any, device: str | torch.device,
+                 dtype: torch.dtype = torch.float32) -> None:
+        if frontend.lfr_m == 1 and frontend.lfr_n == 1:
+            # WavFrontendOnline itself fails there (it reads an unset splice index).
+            raise ValueError("WavFrontendOnline needs LFR (lfr_m > 1 or lfr_n > 1)")
+        super().__init__(frontend, frontend.frame_sample_length,
+                         frontend.frame_shift_sample_length, device)
+        self.dtype = dtype
 
     def new_state(self) -> FrontendState:
         return FrontendState()
@@ -182,45 +232,6 @@ class BatchedOnlineFrontend:
         return _Rows(cached, cache_at, first, new_frames, new_at, stacks, keep_from)
 
     # -- batched tensor work ------------------------------------------------
-
-    def _fbank(self, samples: list[np.ndarray], counts: np.ndarray) -> Tensor:
-        """Log-mel fbank frames of every row, concatenated in row order: (F, n_mels)."""
-        total = int(counts.sum())
-        if total == 0:
-            return torch.zeros(0, self.n_mels, device=self.device)
-        frames = self._frames(samples, counts)  # (F, frame_length)
-        if self.dither != 0.0:  # Kaldi's Gaussian dither; random, so never bit-equal
-            frames.add_(torch.randn_like(frames), alpha=self.dither)
-        frames.sub_(frames.mean(dim=1, keepdim=True))
-        # Pre-emphasis and window written straight into the zero-padded FFT input.
-        padded = torch.empty(total, self.n_fft, device=self.device)
-        padded[:, self.frame_length :].zero_()
-        torch.sub(frames[:, 1:], frames[:, :-1], alpha=PREEMPHASIS,
-                  out=padded[:, 1 : self.frame_length])
-        torch.mul(frames[:, :1], 1.0 - PREEMPHASIS, out=padded[:, :1])
-        padded[:, : self.frame_length].mul_(self._window)
-        spectrum = torch.view_as_real(torch.fft.rfft(padded))  # (F, n_fft // 2 + 1, 2)
-        power = torch.addcmul(spectrum[..., 0].square(), spectrum[..., 1], spectrum[..., 1])
-        return (power @ self._mel).clamp_min_(LOG_FLOOR).log_()
-
-    def _frames(self, samples: list[np.ndarray], counts: np.ndarray) -> Tensor:
-        """Every row's frames in one gather, samples scaled to the int16 range.
-
-        Each row's samples start at a multiple of the frame shift in one flat
-        buffer, so every frame of every row is a row of the buffer's strided
-        view (`unfold`): one `index_select` picks them.
-        """
-        shift = self.frame_shift
-        blocks = np.array([-(-len(x) // shift) for x in samples])  # in frame shifts
-        block_at = np.concatenate(([0], np.cumsum(blocks)[:-1]))
-        flat = np.zeros((int(blocks.sum()) + -(-self.frame_length // shift)) * shift, np.float32)
-        for x, at in zip(samples, block_at):
-            flat[at * shift : at * shift + len(x)] = x
-        first = np.repeat(block_at, counts) + _ranks(counts)  # frame starts, in shifts
-        # Scaling by 2**15 is exact, and cheaper on the samples than on the frames.
-        view = torch.from_numpy(flat).to(self.device).mul_(INT16_SCALE).unfold(
-            0, self.frame_length, shift)
-        return view.index_select(0, torch.from_numpy(first).to(self.device))
 
     def _update_look_back(
         self, states: Sequence[FrontendState], rows: _Rows, pool: Tensor,

@@ -18,6 +18,7 @@ import torch
 from streaming.engine import SAMPLE_RATE, FinalRequest, FinalResult, SentenceStamp
 from streaming.engines import funasr_adapter
 from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT
+from streaming.engines.paraformer_offline_features import BatchedWavFrontend
 from streaming.engines.paraformer_speed import FSMN_CONVS, quantize_linear, swap_fsmn_convs
 from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
@@ -66,15 +67,21 @@ class ParaformerFinalPass:
     whole utterances) gives the words, and punctuation and ITN still apply."""
 
     def __init__(self, offline: Any | None, punc: Any | None = None,
-                 recognise_online: Recognise | None = None) -> None:
+                 recognise_online: Recognise | None = None, frontend: str = "batched") -> None:
+        """`frontend="batched"`: the offline model's fbank for all utterances of a
+        batch at once (paraformer_offline_features); "funasr": FunASR's, one by one."""
         for model, role in ((offline, "offline"), (punc, "punctuation")):
             if model is not None:
                 funasr_adapter.check_model(model, role)
         if offline is None and recognise_online is None:
             raise ValueError("a final pass needs an offline model or the online one")
         self.offline = offline
+        if frontend not in ("batched", "funasr"):
+            raise ValueError(f"frontend must be 'batched' or 'funasr', not {frontend!r}")
         if offline is not None:
             funasr_adapter.timestamps_per_utterance(offline)
+            if frontend == "batched":
+                funasr_adapter.replace_frontend(offline, BatchedWavFrontend)
         self.recognise_online = recognise_online
         self.punctuator = Punctuator(punc) if punc is not None else None
         self.finisher = FinalFinisher()

@@ -1,0 +1,79 @@
+"""Cost of the paraformer final pass per utterance, with the offline fbank of a
+batch's utterances computed at once (`--frontend batched`, the default) or by
+FunASR's frontend one utterance at a time (`funasr`), in the same run.
+
+    python -m bench.final_pass_bench --model-dir bench/out/models-tiny
+
+Each repeat times `finalize` on a batch of fixture utterances (tests/data
+utt01–05, cycled) with the two final passes in turn; the median of the repeats
+is reported, in ms per utterance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import soundfile
+import torch
+
+from streaming.engine import FinalRequest, StreamOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+FRONTENDS = ("batched", "funasr")
+
+
+def load_final_pass(model_dir: Path, frontend: str):
+    from server.config import ParaformerOptions
+    from server.engines import load_paraformer_final
+
+    return load_paraformer_final(ParaformerOptions(
+        str(model_dir / "paraformer-streaming"), str(model_dir / "paraformer-offline"),
+        str(model_dir / "ct-punc"), frontend=frontend), device="cpu")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--batch-sizes", default="1,8,32")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "final_pass.json")
+    args = parser.parse_args()
+    clips = [soundfile.read(ROOT / "tests" / "data" / f"utt0{i}.wav", dtype="float32")[0]
+             for i in range(1, 6)]
+    passes = {name: load_final_pass(args.model_dir, name) for name in FRONTENDS}
+    rows = []
+    for size in (int(b) for b in args.batch_sizes.split(",")):
+        batch = [FinalRequest(clips[i % len(clips)], StreamOptions()) for i in range(size)]
+        for final_pass in passes.values():
+            final_pass.finalize(batch)  # warm-up
+        times: dict[str, list[float]] = {name: [] for name in FRONTENDS}
+        for _ in range(args.repeat):
+            for name, final_pass in passes.items():
+                start = time.perf_counter()
+                final_pass.finalize(batch)
+                times[name].append((time.perf_counter() - start) / size * 1000)
+        row = {"batch": size, **{f"{name}_ms_per_utterance": statistics.median(t)
+                                 for name, t in times.items()}, "runs_ms": times}
+        row["ratio"] = row["funasr_ms_per_utterance"] / row["batched_ms_per_utterance"]
+        rows.append(row)
+        print(f"batch {size:>3}: batched {row['batched_ms_per_utterance']:7.1f} ms, "
+              f"funasr {row['funasr_ms_per_utterance']:7.1f} ms per utterance "
+              f"({row['ratio']:.2f}x)", flush=True)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({
+        "command": "python -m bench.final_pass_bench " + " ".join(sys.argv[1:]),
+        "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "processor": platform.processor(), "torch": torch.__version__},
+        "rows": rows}, indent=2))
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
