@@ -1,6 +1,8 @@
-"""Cost of the paraformer final pass per utterance, with the offline fbank of a
-batch's utterances computed at once (`--frontend batched`, the default) or by
-FunASR's frontend one utterance at a time (`funasr`), in the same run.
+"""Cost of the paraformer final pass per utterance, in the same run:
+`batched` (the default: the offline fbank and the timestamp head of a batch's
+utterances at once), `funasr-frontend` (FunASR's frontend, one utterance at a
+time) and `timestamps-one-by-one` (the timestamp head one utterance at a time,
+as before it was batched).
 
     python -m bench.final_pass_bench --model-dir bench/out/models-tiny
 
@@ -26,16 +28,21 @@ import torch
 from streaming.engine import FinalRequest, StreamOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-FRONTENDS = ("batched", "funasr")
+CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one")
 
 
-def load_final_pass(model_dir: Path, frontend: str):
+def load_final_pass(model_dir: Path, config: str):
     from server.config import ParaformerOptions
     from server.engines import load_paraformer_final
+    from streaming.engines import funasr_adapter
 
-    return load_paraformer_final(ParaformerOptions(
+    frontend = "funasr" if config == "funasr-frontend" else "batched"
+    final_pass = load_paraformer_final(ParaformerOptions(
         str(model_dir / "paraformer-streaming"), str(model_dir / "paraformer-offline"),
         str(model_dir / "ct-punc"), frontend=frontend), device="cpu")
+    if config == "timestamps-one-by-one":
+        funasr_adapter.batch_invariant_timestamps(final_pass.offline, batched=False)
+    return final_pass
 
 
 def main() -> None:
@@ -47,13 +54,13 @@ def main() -> None:
     args = parser.parse_args()
     clips = [soundfile.read(ROOT / "tests" / "data" / f"utt0{i}.wav", dtype="float32")[0]
              for i in range(1, 6)]
-    passes = {name: load_final_pass(args.model_dir, name) for name in FRONTENDS}
+    passes = {name: load_final_pass(args.model_dir, name) for name in CONFIGS}
     rows = []
     for size in (int(b) for b in args.batch_sizes.split(",")):
         batch = [FinalRequest(clips[i % len(clips)], StreamOptions()) for i in range(size)]
         for final_pass in passes.values():
             final_pass.finalize(batch)  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in FRONTENDS}
+        times: dict[str, list[float]] = {name: [] for name in CONFIGS}
         for _ in range(args.repeat):
             for name, final_pass in passes.items():
                 start = time.perf_counter()
@@ -61,11 +68,10 @@ def main() -> None:
                 times[name].append((time.perf_counter() - start) / size * 1000)
         row = {"batch": size, **{f"{name}_ms_per_utterance": statistics.median(t)
                                  for name, t in times.items()}, "runs_ms": times}
-        row["ratio"] = row["funasr_ms_per_utterance"] / row["batched_ms_per_utterance"]
         rows.append(row)
-        print(f"batch {size:>3}: batched {row['batched_ms_per_utterance']:7.1f} ms, "
-              f"funasr {row['funasr_ms_per_utterance']:7.1f} ms per utterance "
-              f"({row['ratio']:.2f}x)", flush=True)
+        print(f"batch {size:>3}: " + ", ".join(
+            f"{name} {row[f'{name}_ms_per_utterance']:.1f}" for name in CONFIGS)
+            + " ms per utterance", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "command": "python -m bench.final_pass_bench " + " ".join(sys.argv[1:]),

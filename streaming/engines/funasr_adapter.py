@@ -274,28 +274,39 @@ def punctuation_marks(model: Any) -> list[str]:
 # ---- the offline model's timestamp head ----------------------------------------------
 
 
-def timestamps_per_utterance(model: Any) -> None:
-    """Make the offline model run its timestamp head one utterance at a time.
+def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
+    """Make the offline model's timestamp head give each utterance of a batch
+    what it gives that utterance alone.
 
     SeACo's timestamp head (CifPredictorV3, `cnn_blstm` upsampling) feeds a
-    batch's padding through its BLSTM (FunASR masks the alphas, not the LSTM
-    input), which moved the last token's stamp of a shorter utterance by a
-    frame in a batched final. The head is a conv and a small BLSTM, tiny next to
-    the encoder and decoder, so per utterance it costs little and batched
-    finals equal single ones. FunASR offers no option for this, so the bound
-    method is replaced on this one loaded instance; models without the head
-    (no timestamps) are left as they are.
+    batch's padding through its conv and BLSTM (FunASR masks the weights, not
+    their input), which moved the last token's stamp of a shorter utterance by
+    a frame in a batched final. The head is replaced on this one loaded
+    instance (FunASR offers no option): batched with packed sequences where
+    `paraformer_timestamps` reproduces it (and `batched`), else one utterance
+    at a time. Models without the head (no timestamps) are left as they are.
     """
+    from streaming.engines import paraformer_timestamps
+
     net = network(model)
-    batched = getattr(net, "calc_predictor_timestamp", None)
-    if batched is None:
+    method = getattr(type(net), "calc_predictor_timestamp", None)
+    if method is None:
+        return
+    funasrs = method.__get__(net)
+    predictor = net.predictor
+    if batched and paraformer_timestamps.supports(predictor):
+        def together(encoder_out, encoder_out_lens, token_num):
+            return paraformer_timestamps.batched_upsample_timestamps(
+                predictor, encoder_out, encoder_out_lens, token_num)
+
+        net.calc_predictor_timestamp = together
         return
 
     def per_utterance(encoder_out, encoder_out_lens, token_num):
         if encoder_out.shape[0] == 1:
-            return batched(encoder_out, encoder_out_lens, token_num)
+            return funasrs(encoder_out, encoder_out_lens, token_num)
         parts = [
-            batched(encoder_out[i : i + 1, :n], encoder_out_lens[i : i + 1], token_num[i : i + 1])
+            funasrs(encoder_out[i : i + 1, :n], encoder_out_lens[i : i + 1], token_num[i : i + 1])
             for i, n in enumerate(encoder_out_lens.tolist())
         ]
         return tuple(_pad_cat([p[k] for p in parts]) for k in range(len(parts[0])))

@@ -79,7 +79,7 @@ class ParaformerFinalPass:
         if frontend not in ("batched", "funasr"):
             raise ValueError(f"frontend must be 'batched' or 'funasr', not {frontend!r}")
         if offline is not None:
-            funasr_adapter.timestamps_per_utterance(offline)
+            funasr_adapter.batch_invariant_timestamps(offline)
             if frontend == "batched":
                 funasr_adapter.replace_frontend(offline, BatchedWavFrontend)
         self.recognise_online = recognise_online

@@ -1,0 +1,65 @@
+"""SeACo Paraformer's timestamp head over a batch, each utterance as if alone.
+
+The head (FunASR's CifPredictorV3 with `cnn_blstm` upsampling) is a conv over
+the encoder output, a transposed conv that upsamples it `upsample_times`, a
+BLSTM, a linear layer giving per-step weights, and a CIF integrate-and-fire
+over them. FunASR runs it on the padded batch: the conv reads the encoder's
+output past a shorter utterance's end, and the BLSTM's backward direction
+starts in the padding, so a batched final's token times differed from the
+same utterance's alone. Run one utterance at a time, it cost the final pass
+about as much as the rest of the offline model on the tiny test model, and
+its CIF is a Python loop over every upsampled step.
+
+Here the batch runs at once and stays equal to one-at-a-time: frames past
+each utterance's end are zeroed (what the conv's own zero padding gives an
+utterance alone), the transposed conv does not overlap frames (kernel =
+stride), the BLSTM gets packed sequences of each utterance's own length, and
+the weights past the end are masked as FunASR masks them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+def supports(predictor: Any) -> bool:
+    """Whether `batched_upsample_timestamps` reproduces this predictor's head."""
+    if getattr(predictor, "upsample_type", None) != "cnn_blstm":
+        return False
+    conv = predictor.upsample_cnn
+    return conv.kernel_size[0] == conv.stride[0] == predictor.upsample_times \
+        and conv.padding[0] == 0 and conv.output_padding[0] == 0
+
+
+def batched_upsample_timestamps(predictor: Any, encoder_out: Tensor, lengths: Tensor,
+                                token_num: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(downsampled alphas, their CIF fires, upsampled alphas, their fires), as
+    `predictor.get_upsample_timestamp` gives each utterance alone (zero past its end)."""
+    from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden
+
+    batch, frames, _ = encoder_out.shape
+    times = predictor.upsample_times
+    valid = torch.arange(frames, device=encoder_out.device)[None, :] < lengths[:, None]
+    context = (encoder_out * valid[..., None]).transpose(1, 2)
+    if predictor.use_cif1_cnn:
+        context = torch.relu(predictor.cif_conv1d(predictor.pad(context)))
+    upsampled = predictor.upsample_cnn(context).transpose(1, 2)  # (batch, frames * times, d)
+    packed = pack_padded_sequence(upsampled, (lengths * times).cpu(), batch_first=True,
+                                  enforce_sorted=False)
+    hidden, _ = predictor.blstm(packed)
+    hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=frames * times)
+    alphas = torch.sigmoid(predictor.cif_output2(hidden))
+    alphas = torch.relu(alphas * predictor.smooth_factor2 - predictor.noise_threshold2)
+    alphas = (alphas * valid.repeat_interleave(times, dim=1)[..., None]).squeeze(-1)
+    if token_num is not None:
+        alphas = alphas * (token_num / alphas.sum(-1))[:, None]
+    down = alphas.reshape(batch, -1, times).sum(-1)
+    threshold = predictor.threshold - 1e-4
+    down_fires, up_fires = cif_wo_hidden(down, threshold), cif_wo_hidden(alphas, threshold)
+    # An utterance alone has nothing past its end: zero there, as one-at-a-time padding.
+    up_valid = valid.repeat_interleave(times, dim=1)
+    return (down * valid, down_fires * valid, alphas * up_valid, up_fires * up_valid)

@@ -1,0 +1,57 @@
+"""The offline model's timestamp head over a batch (paraformer_timestamps.py)
+against the same head run on each utterance alone."""
+
+from __future__ import annotations
+
+import torch
+
+from streaming.engines import funasr_adapter
+from streaming.engines.paraformer_timestamps import batched_upsample_timestamps, supports
+
+LENGTHS = [37, 12, 50, 3]  # encoder frames; the longest sets the batch's padding
+TOKENS = [5.0, 2.0, 9.0, 1.0]
+# Float sums in another order (a batched BLSTM, packed rows); observed ≤ 2e-6.
+TOLERANCE = 1e-5
+
+
+def encoder_outputs(net) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.tensor(LENGTHS)
+    # Padding holds numbers, not zeros: an encoder's output past a row's end is not zero.
+    out = torch.randn(len(LENGTHS), max(LENGTHS), net.encoder.output_size(), generator=generator)
+    return out, lengths, torch.tensor(TOKENS)
+
+
+def alone(predictor, out, lengths, tokens) -> list[tuple[torch.Tensor, ...]]:
+    return [predictor.get_upsample_timestamp(out[i : i + 1, :n],
+                                             torch.ones(1, 1, n, dtype=torch.bool),
+                                             tokens[i : i + 1])
+            for i, n in enumerate(lengths.tolist())]
+
+
+def test_the_batched_head_gives_each_utterance_what_it_gets_alone(paraformer_engine):
+    net = funasr_adapter.network(paraformer_engine.offline)
+    assert supports(net.predictor)
+    out, lengths, tokens = encoder_outputs(net)
+    with torch.inference_mode():
+        together = batched_upsample_timestamps(net.predictor, out, lengths, tokens)
+        singles = alone(net.predictor, out, lengths, tokens)
+    for row, single in enumerate(singles):
+        for mine, theirs in zip(together, single):
+            length = theirs.shape[1]
+            torch.testing.assert_close(mine[row, :length], theirs[0], rtol=0, atol=TOLERANCE)
+            assert not mine[row, length:].any()  # nothing past the end, as alone
+
+
+def test_funasrs_padded_batch_does_not(paraformer_engine):
+    """Why the head is replaced: FunASR's own batch reads the padding."""
+    net = funasr_adapter.network(paraformer_engine.offline)
+    out, lengths, tokens = encoder_outputs(net)
+    mask = (torch.arange(out.shape[1])[None, :] < lengths[:, None])[:, None, :]
+    with torch.inference_mode():
+        padded = net.predictor.get_upsample_timestamp(out, mask, tokens)
+        singles = alone(net.predictor, out, lengths, tokens)
+    shorter = [i for i, n in enumerate(LENGTHS) if n < max(LENGTHS)]
+    worst = max((padded[2][i, : singles[i][2].shape[1]] - singles[i][2][0]).abs().max()
+                for i in shorter)
+    assert worst > 10 * TOLERANCE  # observed 2e-4 on the tiny model
