@@ -1,8 +1,8 @@
 """Cost of the paraformer final pass per utterance, in the same run:
 `batched` (the default: the offline fbank and the timestamp head of a batch's
 utterances at once), `funasr-frontend` (FunASR's frontend, one utterance at a
-time) and `timestamps-one-by-one` (the timestamp head one utterance at a time,
-as before it was batched).
+time), `timestamps-one-by-one` (the timestamp head one utterance at a time)
+and `before` (both, as before 2026-11-27).
 
     python -m bench.final_pass_bench --model-dir bench/out/models-tiny
 
@@ -28,7 +28,7 @@ import torch
 from streaming.engine import FinalRequest, StreamOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one")
+CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one", "before")
 
 
 def load_final_pass(model_dir: Path, config: str):
@@ -36,11 +36,11 @@ def load_final_pass(model_dir: Path, config: str):
     from server.engines import load_paraformer_final
     from streaming.engines import funasr_adapter
 
-    frontend = "funasr" if config == "funasr-frontend" else "batched"
+    frontend = "funasr" if config in ("funasr-frontend", "before") else "batched"
     final_pass = load_paraformer_final(ParaformerOptions(
         str(model_dir / "paraformer-streaming"), str(model_dir / "paraformer-offline"),
         str(model_dir / "ct-punc"), frontend=frontend), device="cpu")
-    if config == "timestamps-one-by-one":
+    if config in ("timestamps-one-by-one", "before"):
         funasr_adapter.batch_invariant_timestamps(final_pass.offline, batched=False)
     return final_pass
 
