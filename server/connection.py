@@ -158,8 +158,7 @@ class CaptionConnection:
                 self._on_input()
             else:
                 self._on_audio(message)
-            if not isinstance(message, str):  # front-end cost per frame (loop_monitor.py)
-                self.frame_meter.record(perf_counter() - started)
+                self.frame_meter.record(perf_counter() - started)  # loop_monitor.py
             if self._upload.take():  # the client ended its upload: decode the rest first
                 await self._upload.finish()
 

@@ -185,16 +185,18 @@ def frontend(model: Any) -> Any:
 
 
 def replace_frontend(model: Any, make: Callable[[Any, str], Any]) -> None:
-    """Give this loaded AutoModel the frontend `make(its frontend, its device)`.
+    """Give this loaded AutoModel the frontend `make(its frontend, its device)`;
+    FunASR passes `kwargs["frontend"]` to the model's inference."""
+    _set_kwarg(model, "frontend", make(model.kwargs["frontend"], str(model.kwargs["device"])))
 
-    FunASR passes `kwargs["frontend"]` to the model's inference, but each
-    `generate` first restores `kwargs` from the snapshot taken when the model
-    was built (`_base_kwargs_map`, FunASR ≥ 1.3): the snapshot gets it too."""
-    frontend = make(model.kwargs["frontend"], str(model.kwargs["device"]))
-    model.kwargs["frontend"] = frontend
+
+def _set_kwarg(model: Any, key: str, value: Any) -> None:
+    """Set one of the AutoModel's settings so that it lasts: in `kwargs`, and in
+    the snapshot each `generate` restores them from (`_base_kwargs_map`, FunASR ≥ 1.3)."""
+    model.kwargs[key] = value
     snapshot = getattr(model, "_base_kwargs_map", None) or {}
     if "kwargs" in snapshot:
-        snapshot["kwargs"]["frontend"] = frontend
+        snapshot["kwargs"][key] = value
 
 
 def tokenizer(model: Any) -> Any:
@@ -233,11 +235,7 @@ def _keep_torch_threads(model: Any) -> None:
     that the count the calling lane set, so the final pass keeps its share."""
     import torch
 
-    threads = torch.get_num_threads()
-    model.kwargs["ncpu"] = threads
-    snapshot = getattr(model, "_base_kwargs_map", None) or {}
-    if "kwargs" in snapshot:
-        snapshot["kwargs"]["ncpu"] = threads
+    _set_kwarg(model, "ncpu", torch.get_num_threads())
 
 
 def recognise_batch(model: Any, audio: Sequence[np.ndarray], hotword: str | None) -> list[dict]:

@@ -54,12 +54,12 @@ def batched_upsample_timestamps(predictor: Any, encoder_out: Tensor, lengths: Te
     hidden, _ = pad_packed_sequence(hidden, batch_first=True, total_length=frames * times)
     alphas = torch.sigmoid(predictor.cif_output2(hidden))
     alphas = torch.relu(alphas * predictor.smooth_factor2 - predictor.noise_threshold2)
-    alphas = (alphas * valid.repeat_interleave(times, dim=1)[..., None]).squeeze(-1)
+    up_valid = valid.repeat_interleave(times, dim=1)  # each frame's `times` steps
+    alphas = (alphas * up_valid[..., None]).squeeze(-1)
     if token_num is not None:
         alphas = alphas * (token_num / alphas.sum(-1))[:, None]
     down = alphas.reshape(batch, -1, times).sum(-1)
     threshold = predictor.threshold - 1e-4
     down_fires, up_fires = cif_wo_hidden(down, threshold), cif_wo_hidden(alphas, threshold)
     # An utterance alone has nothing past its end: zero there, as one-at-a-time padding.
-    up_valid = valid.repeat_interleave(times, dim=1)
     return (down * valid, down_fires * valid, alphas * up_valid, up_fires * up_valid)
