@@ -1,13 +1,15 @@
 """Cost of the paraformer final pass per utterance, in the same run:
-`batched` (the default: the offline fbank and the timestamp head of a batch's
-utterances at once), `funasr-frontend` (FunASR's frontend, one utterance at a
-time), `timestamps-one-by-one` (the timestamp head one utterance at a time)
-and `before` (both, as before 2026-11-27).
+`batched` (the default: the offline fbank, the timestamp head and the
+punctuation of a batch's utterances at once), `funasr-frontend` (FunASR's
+frontend, one utterance at a time), `timestamps-one-by-one` (the timestamp
+head one utterance at a time), `punctuation-one-by-one` (FunASR's
+CT-Transformer inference, one text at a time) and `before` (all three one by
+one, as before 2026-11-27).
 
     python -m bench.final_pass_bench --model-dir bench/out/models-tiny
 
 Each repeat times `finalize` on a batch of fixture utterances (tests/data
-utt01–05, cycled) with the two final passes in turn; the median of the repeats
+utt01–05, cycled) with each configuration in turn; the median of the repeats
 is reported, in ms per utterance.
 """
 
@@ -28,7 +30,8 @@ import torch
 from streaming.engine import FinalRequest, StreamOptions
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one", "before")
+CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one", "punctuation-one-by-one",
+           "before")
 
 
 def load_final_pass(model_dir: Path, config: str):
@@ -42,6 +45,8 @@ def load_final_pass(model_dir: Path, config: str):
         str(model_dir / "ct-punc"), frontend=frontend), device="cpu")
     if config in ("timestamps-one-by-one", "before"):
         funasr_adapter.batch_invariant_timestamps(final_pass.offline, batched=False)
+    if config in ("punctuation-one-by-one", "before"):
+        final_pass.punctuator.batched = False
     return final_pass
 
 

@@ -22,7 +22,7 @@ from streaming.engines.paraformer_offline_features import BatchedWavFrontend
 from streaming.engines.paraformer_speed import FSMN_CONVS, quantize_linear, swap_fsmn_convs
 from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
-from streaming.postprocess.punctuation import Segment, join_words
+from streaming.postprocess.punctuation import Punctuated, Segment, join_words
 
 _CJK_GAP = re.compile(r"(?<=[\u3400-\u9fff]) (?=[\u3400-\u9fff])")
 
@@ -87,11 +87,24 @@ class ParaformerFinalPass:
         self.finisher = FinalFinisher()
 
     def finalize(self, batch: Sequence[FinalRequest]) -> list[FinalResult]:
-        """Offline model over the whole batch (one forward per hotword set), then
-        punctuation and ITN per utterance (CT-Transformer's inference is batch-1)."""
+        """Offline model over the whole batch (one forward per hotword set),
+        punctuation over the whole batch, then ITN and hotwords per utterance."""
         with torch.inference_mode():
             recognised = self._recognise(batch)
-            return [self._finalize_one(req, *rec) for req, rec in zip(batch, recognised)]
+            punctuated = self._punctuate([text for text, _ in recognised])
+            return [self._finalize_one(req, *rec, punc)
+                    for req, rec, punc in zip(batch, recognised, punctuated)]
+
+    def _punctuate(self, texts: list[str]) -> list[Punctuated | None]:
+        """Punctuation of every text that has words (None: no model or no words)."""
+        out: list[Punctuated | None] = [None] * len(texts)
+        if self.punctuator is None:
+            return out
+        has_words = [i for i, text in enumerate(texts) if text.split()]
+        for i, punc in zip(has_words, self.punctuator.punctuate_many(
+                [_CJK_GAP.sub("", texts[i]) for i in has_words])):
+            out[i] = punc
+        return out
 
     def _recognise(self, batch: Sequence[FinalRequest]) -> list[tuple[str, list[list[int]]]]:
         """Per utterance: (space-separated words, per-word [start, end] ms)."""
@@ -111,12 +124,12 @@ class ParaformerFinalPass:
                 results[i] = (str(res.get("text", "")), stamps)
         return results
 
-    def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]]) -> FinalResult:
+    def _finalize_one(self, req: FinalRequest, text: str, stamps: list[list[int]],
+                      punctuated: Punctuated | None) -> FinalResult:
         words = text.split()
         if not words:
             return FinalResult(text="")
-        if self.punctuator is not None:
-            punctuated = self.punctuator.punctuate(_CJK_GAP.sub("", text))
+        if punctuated is not None:
             words, segments = list(punctuated.words), list(punctuated.segments)
         else:
             segments = [Segment(join_words(words), "", 0, len(words) - 1)]
