@@ -83,7 +83,8 @@ def _check_online_structure(net: Any) -> None:
 
 
 # What a loaded AutoModel must carry, per role.
-_MODEL_KWARGS = {"online": ("frontend", "tokenizer"), "offline": (), "punctuation": ()}
+_MODEL_KWARGS = {"online": ("frontend", "tokenizer"), "offline": (),
+                 "punctuation": ("tokenizer",)}
 
 
 class FunASRMismatch(Exception):
@@ -128,8 +129,11 @@ def check_model(model: Any, role: str) -> None:
     for key in _MODEL_KWARGS.get(role, ()):
         if kwargs.get(key) is None:
             raise _mismatch(f"AutoModel.kwargs[{key!r}] for the {role} model")
-    if role == "punctuation" and getattr(model.model, "punc_list", None) is None:
-        raise _mismatch("CTTransformer.punc_list")
+    if role == "punctuation":
+        # punctuation_batch.py runs CTTransformer.inference's steps itself
+        for name in ("punc_list", "punc_forward", "sentence_end_id"):
+            if getattr(model.model, name, None) is None:
+                raise _mismatch(f"CTTransformer.{name}")
     if role == "online":
         _check_online_structure(model.model)
 
