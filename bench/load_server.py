@@ -10,6 +10,7 @@ of one run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -88,13 +89,24 @@ class Snapshot:
     at: float  # time.monotonic()
     health: dict
     cpu_s: float  # the server process's user + system CPU time
+    tree_cpu_s: float  # the same plus its live children's (workers, final-pass process)
 
     @classmethod
     def take(cls, server: ServerProcess) -> Snapshot:
         import psutil
 
-        times = psutil.Process(server.process.pid).cpu_times()
-        return cls(time.monotonic(), server.health(), times.user + times.system)
+        process = psutil.Process(server.process.pid)
+        own = _cpu_s(process)
+        children = 0.0
+        for child in process.children(recursive=True):
+            with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
+                children += _cpu_s(child)
+        return cls(time.monotonic(), server.health(), own, own + children)
+
+
+def _cpu_s(process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
 
 
 def window_metrics(first: Snapshot, last: Snapshot) -> dict:
@@ -129,6 +141,8 @@ def window_metrics(first: Snapshot, last: Snapshot) -> dict:
         "final_mean_batch": round(finals / delta("final_batches"), 2) if finals else None,
         "final_wait_ms": round(1000 * delta("final_wait_s") / finals, 1) if finals else None,
         "server_cpu_pct": round(100 * (last.cpu_s - first.cpu_s) / wall, 1),
+        # all server processes; a child that started or ended inside the window skews it
+        "server_tree_cpu_pct": round(100 * (last.tree_cpu_s - first.tree_cpu_s) / wall, 1),
     }
 
 
