@@ -164,12 +164,13 @@ class KaldiFbank:
         view (`unfold`): one `index_select` picks them.
         """
         shift = self.frame_shift
-        blocks = np.array([-(-len(x) // shift) for x in samples])  # in frame shifts
-        block_at = np.concatenate(([0], np.cumsum(blocks)[:-1]))
-        flat = np.zeros((int(blocks.sum()) + -(-self.frame_length // shift)) * shift, np.float32)
-        for x, at in zip(samples, block_at):
+        row_shifts = np.array([-(-len(x) // shift) for x in samples])  # in frame shifts
+        row_at = np.concatenate(([0], np.cumsum(row_shifts)[:-1]))
+        flat = np.zeros((int(row_shifts.sum()) + -(-self.frame_length // shift)) * shift,
+                        np.float32)
+        for x, at in zip(samples, row_at):
             flat[at * shift : at * shift + len(x)] = x
-        first = np.repeat(block_at, counts) + _ranks(counts)  # frame starts, in shifts
+        first = np.repeat(row_at, counts) + _ranks(counts)  # frame starts, in shifts
         # Scaling by 2**15 is exact, and cheaper on the samples than on the frames.
         view = torch.from_numpy(flat).to(self.device).mul_(INT16_SCALE).unfold(
             0, self.frame_length, shift)

@@ -45,6 +45,11 @@ class _Text:
     def pending(self) -> bool:
         return self.done < len(self.minis)
 
+    def next_row(self) -> tuple[list[str], np.ndarray]:
+        """The next forward's words and ids: the carry, then the next mini-sentence."""
+        words, ids = self.minis[self.done]
+        return self.carry_words + words, np.concatenate((self.carry_ids, ids))
+
 
 def punctuation_ids_many(model: Any, texts: Sequence[str]) -> list[list[int]]:
     """`funasr_adapter.punctuation_ids` of every text, batched across texts."""
@@ -57,9 +62,10 @@ def punctuation_ids_many(model: Any, texts: Sequence[str]) -> list[list[int]]:
     device = next(net.parameters()).device
     with torch.inference_mode():
         while live := [s for s in states if s is not None and s.pending]:
-            rows = [np.concatenate((s.carry_ids, s.minis[s.done][1])) for s in live]
-            for state, row_classes in zip(live, _forward(net, rows, device)):
-                _take(net, state, row_classes)
+            rows = [s.next_row() for s in live]
+            classes = _forward(net, [ids for _, ids in rows], device)
+            for state, (words, ids), row_classes in zip(live, rows, classes):
+                _take(net, state, words, ids, row_classes)
     return [[] if s is None else s.classes for s in states]
 
 
@@ -87,12 +93,11 @@ def _forward(net: Any, rows: list[np.ndarray], device: torch.device) -> list[lis
     return [row[:n] for row, n in zip(top, lengths)]
 
 
-def _take(net: Any, state: _Text, classes: list[int]) -> None:
-    """CTTransformer.inference's bookkeeping after one mini-sentence of one text."""
+def _take(net: Any, state: _Text, words: list[str], ids: np.ndarray,
+          classes: list[int]) -> None:
+    """CTTransformer.inference's bookkeeping after one forward of one text (its
+    row's words and ids, and their classes)."""
     marks = net.punc_list
-    mini_words, mini_ids = state.minis[state.done]
-    words = state.carry_words + mini_words
-    ids = np.concatenate((state.carry_ids, mini_ids))
     state.done += 1
     if state.pending:  # keep the words after the last sentence end for the next round
         end, last_comma = -1, -1
