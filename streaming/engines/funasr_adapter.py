@@ -40,6 +40,7 @@ _REQUIRED = (
     ("funasr.download.name_maps_from_hub", "name_maps_ms"),
     ("funasr.download.name_maps_from_hub", "name_maps_hf"),
     ("funasr.utils.load_utils", "extract_fbank"),
+    ("funasr.models.bicif_paraformer.cif_predictor", "cif_wo_hidden"),
 )
 # What the batched online runner reads from ParaformerStreaming's modules
 # (paraformer_batch.py, paraformer_layers.py): paths from the network, and from
@@ -274,6 +275,13 @@ def punctuation_marks(model: Any) -> list[str]:
 
 
 # ---- the offline model's timestamp head ----------------------------------------------
+
+
+def cif_wo_hidden(alphas: Any, threshold: float) -> Any:
+    """FunASR's CIF fires over per-step weights, as its timestamp head computes them."""
+    from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden as funasr_cif
+
+    return funasr_cif(alphas, threshold)
 
 
 def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:

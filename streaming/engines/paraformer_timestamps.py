@@ -25,6 +25,8 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from streaming.engines import funasr_adapter
+
 
 def supports(predictor: Any) -> bool:
     """Whether `batched_upsample_timestamps` reproduces this predictor's head."""
@@ -39,8 +41,6 @@ def batched_upsample_timestamps(predictor: Any, encoder_out: Tensor, lengths: Te
                                 token_num: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(downsampled alphas, their CIF fires, upsampled alphas, their fires), as
     `predictor.get_upsample_timestamp` gives each utterance alone (zero past its end)."""
-    from funasr.models.bicif_paraformer.cif_predictor import cif_wo_hidden
-
     batch, frames, _ = encoder_out.shape
     times = predictor.upsample_times
     valid = torch.arange(frames, device=encoder_out.device)[None, :] < lengths[:, None]
@@ -60,6 +60,7 @@ def batched_upsample_timestamps(predictor: Any, encoder_out: Tensor, lengths: Te
         alphas = alphas * (token_num / alphas.sum(-1))[:, None]
     down = alphas.reshape(batch, -1, times).sum(-1)
     threshold = predictor.threshold - 1e-4
-    down_fires, up_fires = cif_wo_hidden(down, threshold), cif_wo_hidden(alphas, threshold)
+    down_fires = funasr_adapter.cif_wo_hidden(down, threshold)
+    up_fires = funasr_adapter.cif_wo_hidden(alphas, threshold)
     # An utterance alone has nothing past its end: zero there, as one-at-a-time padding.
     return (down * valid, down_fires * valid, alphas * up_valid, up_fires * up_valid)
