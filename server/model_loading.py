@@ -110,6 +110,12 @@ def locate_model(name_or_dir: str, *, role: str, hub: str = "ms") -> str:
     return resolve_hub_id(name_or_dir, hub)
 
 
+def _torch_threads() -> int:
+    import torch  # FunASR imports it anyway; here only once a model loads
+
+    return torch.get_num_threads()
+
+
 def load_funasr_model(
     name_or_dir: str, *, device: str, role: str, hub: str = "ms", **overrides: Any
 ) -> Any:
@@ -121,9 +127,10 @@ def load_funasr_model(
         model=target, device=pick_device(device), hub=hub, disable_update=True,
         # disable_pbar: FunASR's generate then writes nothing to stdout (lane threads).
         disable_pbar=True, disable_log=True, log_level="ERROR",
-        # AutoModel sets torch's thread count to `ncpu` (default 4, which
-        # oversubscribes small machines); use what the machine has.
-        ncpu=os.cpu_count() or 1,
+        # AutoModel sets torch's thread count on the loading thread to `ncpu`
+        # (default 4). That thread then runs its lane, whose count the server
+        # set before loading (`--threads`, the final lane's half): keep it.
+        ncpu=_torch_threads(),
     )
     kwargs.update(overrides)
     # FunASR prints its banner and download failures to stdout; keep them in the log.

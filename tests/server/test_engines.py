@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from server.cli import _parser, config_from_args
-from server.config import ModelConfig, WhisperOptions
+from server.config import ModelConfig, ParaformerOptions, WhisperOptions
 from server.devices import pick_device
-from server.engines import LOADERS, build_engine
+from server.engine_thread import EngineThread
+from server.engines import LOADERS, build_engine, load_paraformer, load_paraformer_final
 
 
 def test_every_engine_the_cli_offers_has_a_loader():
@@ -46,3 +47,22 @@ def test_device_picker_returns_an_explicit_choice_and_resolves_auto(backend):
 def test_ctranslate2_is_never_given_mps():
     pytest.importorskip("ctranslate2")
     assert pick_device("auto", backend="ctranslate2") in ("cuda", "cpu")
+
+
+@pytest.mark.parametrize("loader", [load_paraformer, load_paraformer_final])
+def test_loading_keeps_the_torch_threads_its_lane_set(test_models_dir, loader):
+    """The thread that loads a model then runs its lane (server/engine_thread.py):
+    FunASR's AutoModel sets torch's thread count as it builds, and `--threads`
+    (or the final lane's half of the cores) must survive it."""
+    import torch
+
+    options = ParaformerOptions(str(test_models_dir / "paraformer-streaming"),
+                                str(test_models_dir / "paraformer-offline"),
+                                str(test_models_dir / "ct-punc"))
+    wanted = 1 if torch.get_num_threads() > 1 else 2  # anything but the default
+    lane = EngineThread(wanted)
+    try:
+        lane.call(loader, options, "cpu")
+        assert lane.call(torch.get_num_threads) == wanted
+    finally:
+        lane.close()
