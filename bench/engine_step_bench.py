@@ -49,6 +49,7 @@ class Row:
     streams_real_time: float
     rtf_per_stream: float
     frontend_ms_per_stream_chunk: float = 0.0  # fbank on the CPU, inside the step
+    cpu_ms_per_stream_chunk: float = 0.0  # this process's CPU time, all its threads
 
 
 def load_audio() -> np.ndarray:
@@ -88,7 +89,7 @@ def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
         one_tick(tick)
     frontend = _time_frontend(engine.runner.frontend)
     try:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         rows_stepped[0] = 0
         for tick in range(WARMUP_STRIDES, WARMUP_STRIDES + ticks):
             one_tick(tick)
@@ -98,6 +99,10 @@ def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
     finally:
         del engine.runner.frontend.extract  # the class's own method again
     row.frontend_ms_per_stream_chunk = round(1000 * frontend[0] / rows_stepped[0], 2)
+    # With several torch threads this is more than the wall time: what the other
+    # processes of a busy machine lose (OpenMP's waits included).
+    row.cpu_ms_per_stream_chunk = round(
+        1000 * (time.process_time() - cpu_start) / rows_stepped[0], 2)
     return row
 
 
@@ -169,6 +174,8 @@ def main() -> None:
                         help="also time each B with a different batch size every step (up to B), "
                              "as in a live server")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's, all cores)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
     args = parser.parse_args()
 
@@ -181,12 +188,15 @@ def main() -> None:
         dtype=args.dtype, quantize=args.quantize, bucket_batches=buckets,
         frontend=args.frontend, fsmn_conv=args.fsmn_conv,
     ), device=args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     audio = load_audio()
     padded = "buckets" if engine.runner.bucket_batches else ""
     fbank = "" if args.frontend == "batched" else "funasr-fbank"
     unfold = "" if args.fsmn_conv == "conv" else args.fsmn_conv
+    threads = f"t{args.threads}" if args.threads else ""
     config = "batched" + "".join(
-        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold) if o)
+        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold, threads) if o)
     rows = []
     with torch.inference_mode():
         if args.funasr:
@@ -202,7 +212,10 @@ def main() -> None:
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor(), "torch": torch.__version__,
                     "device": args.device, "bucket_batches": engine.runner.bucket_batches,
-                    "frontend": args.frontend},
+                    "frontend": args.frontend,
+                    # OpenMP's waiting (server/cli.py sets both for `captiond serve`)
+                    "openmp": {name: os.environ.get(name)
+                               for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}},
         "command": "python -m bench.engine_step_bench " + " ".join(sys.argv[1:]),
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
     }, indent=2))
@@ -212,10 +225,10 @@ def main() -> None:
 def print_row(row: Row, header: bool) -> None:
     if header:
         print(f"{'config':<16}{'batch':>6}{'ms/step':>10}{'ms/stream-chunk':>17}"
-              f"{'streams (RT)':>14}{'RTF/stream':>12}{'fbank ms':>10}")
+              f"{'streams (RT)':>14}{'RTF/stream':>12}{'fbank ms':>10}{'cpu ms':>8}")
     print(f"{row.config:<16}{row.batch_size:>6}{row.ms_per_step:>10}"
           f"{row.ms_per_stream_chunk:>17}{row.streams_real_time:>14}{row.rtf_per_stream:>12}"
-          f"{row.frontend_ms_per_stream_chunk:>10}", flush=True)
+          f"{row.frontend_ms_per_stream_chunk:>10}{row.cpu_ms_per_stream_chunk:>8}", flush=True)
 
 
 if __name__ == "__main__":

@@ -83,9 +83,13 @@ CONFIGS = {
     "workers2-cpu": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50"],
     "batched-256": ["--workers", "1", "--max-batch-size", "256", "--max-wait-ms", "50"],
     # … with one torch thread in the engine process, so its OpenMP barriers do not
-    # wait for a core the front-end processes hold
+    # wait for a core the front-end processes hold (since 11-27 the default of
+    # `--workers 2` on 2 cores: the same as workers2-cpu there)
     "workers2-cpu-t1": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50",
                         "--threads", "1"],
+    # … and with two, the default on 2 cores before 11-27
+    "workers2-cpu-t2": ["--workers", "2", "--max-batch-size", "256", "--max-wait-ms", "50",
+                        "--threads", "2"],
     # the whole server path: front-end worker processes (--workers auto) around one engine
     "workers-gpu-fp16": ["--workers", "auto", "--max-batch-size", "4096", "--max-wait-ms", "50",
                          "--dtype", "float16"],

@@ -7,7 +7,8 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import replace
 
 from server.auth import exposure_problem
 from server.config import (
@@ -37,16 +38,27 @@ log = logging.getLogger("captiond")
 
 
 # captiond runs several processes that each hold an OpenMP pool (the server, the
-# final pass, front-end workers). OpenMP's threads spin after each parallel region
-# by default and so take the cores the other processes need: with the final pass
-# in its own process, 2 streams on 2 cores kept the online lane 83 % busy instead
-# of 15 % (docs/workers.md). Read by the OpenMP runtime when torch loads, so set
-# here, before anything imports torch; a value in the environment wins.
-OPENMP_WAIT_POLICY = "PASSIVE"
+# final pass, front-end workers). After each parallel region OpenMP's threads
+# spin, by default for ~3 ms (GNU OpenMP, torch's on Linux), taking the cores the
+# other processes need: with the final pass in its own process, 2 streams on 2
+# cores kept the online lane 83 % busy instead of 15 %. Not spinning at all
+# (PASSIVE) costs the other way: every one of a step's thousands of small
+# parallel regions then wakes its threads through the kernel, and the large
+# model's online lane held fewer than 6 int8 streams on 2 cores, against 8 with
+# a spin of ~0.1 ms (bench/RESULTS.md, "OpenMP spin"). PASSIVE stays for
+# runtimes other than GNU's, which ignore GOMP_SPINCOUNT. Read by the runtime
+# when torch loads, so set here, before anything imports torch; a value of
+# either in the environment leaves both as the user has them.
+OPENMP_DEFAULTS = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+
+
+def openmp_defaults(environ: MutableMapping[str, str]) -> None:
+    if not any(name in environ for name in OPENMP_DEFAULTS):
+        environ.update(OPENMP_DEFAULTS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)
+    openmp_defaults(os.environ)
     args = parse_args(sys.argv[1:] if argv is None else argv, os.environ)
     setup_logging(LogOptions(args.log_level, args.log_format, args.log_transcripts))
     return args.func(args)
@@ -161,8 +173,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     b.add_argument("--max-batch-size", type=int, default=BatchPolicy.max_batch_size)
     b.add_argument("--max-wait-ms", type=float, default=BatchPolicy.max_wait_ms)
     b.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for the online pass (default: all cores); "
-                        "final passes run beside it on half as many")
+                   help="CPU threads for the online pass (default: all cores, or on the CPU "
+                        "with --workers N the cores the workers leave); final passes run "
+                        "beside it on half as many")
     a = p.add_argument_group("admission control")
     a.add_argument("--max-streams", type=int, default=None,
                    help="hard cap on live streams (default: the measured capacity)")
@@ -275,7 +288,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from server.engine_thread import EngineThread
+    from server.devices import pick_device
+    from server.engine_thread import EngineThread, online_lane_threads
     from server.startup import serve_captions
 
     try:
@@ -287,6 +301,9 @@ def _serve(args: argparse.Namespace) -> int:
     if problem is not None:  # before loading models: fail in a second, not a minute
         print(f"captiond: {problem}", file=sys.stderr)
         return 2
+    if config.models.engine == "paraformer":  # torch's threads; Whisper has its own
+        config = replace(config, threads=online_lane_threads(
+            config.threads, config.workers, pick_device(config.models.device)))
     engine_thread = EngineThread(config.threads)  # loads the models, then runs the online lane
     return run_loop(serve_captions(config, engine_thread, pick_workers=args.workers is None))
 

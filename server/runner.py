@@ -90,6 +90,12 @@ class InferenceRunner:
         final_threads = final_lane_threads(self.engine_thread.threads)
         self._lanes = {"online": self.engine_thread,
                        "final": EngineThread(final_threads, name="captiond-final")}
+        # While a final pass runs (in its process or on its thread), an online
+        # step takes only the cores the final lane leaves: threads of both on
+        # one core make each OpenMP barrier wait for a thread that is not
+        # running (docs/workers.md, "Torch threads"). Only with a known count.
+        online = self.engine_thread.threads
+        self._online_beside_final = max(1, online - final_threads) if online else None
         self._busy: set[str] = set()
         self._batches: set[asyncio.Task] = set()
         self.stall_s: float | None = STALL_S  # the engine watchdog (engine_faults.py)
@@ -169,7 +175,12 @@ class InferenceRunner:
             pass
 
     async def _run_batch(self, kind: str, sessions: list, jobs: list[Job]) -> None:
-        call = asyncio.ensure_future(self._lanes[kind].run(self._timed_infer, kind, jobs))
+        threads = None
+        if kind == "online" and self._online_beside_final:
+            final_running = "final" in self._busy
+            threads = self._online_beside_final if final_running else self.engine_thread.threads
+        call = asyncio.ensure_future(
+            self._lanes[kind].run(self._timed_infer, kind, jobs, threads=threads))
         if not await within_watchdog(call, self.stall_s):  # engine_faults.py
             log.error("the engine's %s step of %d has run %g s: failing its streams",
                       kind, len(jobs), self.stall_s)

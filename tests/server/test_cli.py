@@ -89,3 +89,15 @@ def test_make_test_models_writes_loadable_model_dirs(tmp_path):
     for name in ("paraformer-streaming", "paraformer-offline", "ct-punc"):
         assert (tmp_path / name / "config.yaml").is_file()
         assert (tmp_path / name / "model.pt").is_file()
+
+
+def test_openmp_spins_briefly_unless_the_user_chose_a_wait_policy():
+    from server.cli import openmp_defaults
+
+    environ: dict[str, str] = {}
+    openmp_defaults(environ)
+    assert environ == {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000"}
+    for chosen in ({"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "0"}):
+        environ = dict(chosen)
+        openmp_defaults(environ)
+        assert environ == chosen

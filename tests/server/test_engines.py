@@ -7,7 +7,7 @@ import pytest
 from server.cli import _parser, config_from_args
 from server.config import ModelConfig, ParaformerOptions, WhisperOptions
 from server.devices import pick_device
-from server.engine_thread import EngineThread
+from server.engine_thread import EngineThread, online_lane_threads
 from server.engines import LOADERS, build_engine, load_paraformer, load_paraformer_final
 
 
@@ -66,3 +66,18 @@ def test_loading_keeps_the_torch_threads_its_lane_set(test_models_dir, loader):
         assert lane.call(torch.get_num_threads) == wanted
     finally:
         lane.close()
+
+
+def test_with_front_end_workers_on_the_cpu_the_online_lane_takes_the_cores_they_leave(
+        monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert online_lane_threads(None, workers=2, device="cpu", cores=2) == 1
+    assert online_lane_threads(None, workers=2, device="cpu", cores=8) == 6
+    assert online_lane_threads(None, workers=4, device="cpu", cores=2) == 1
+    # one process on the CPU: all cores, as a count the runner can lend from
+    assert online_lane_threads(None, workers=1, device="cpu", cores=2) == 2
+    # a GPU, or the user's own choice: unchanged
+    assert online_lane_threads(None, workers=2, device="cuda", cores=16) is None
+    assert online_lane_threads(2, workers=2, device="cpu", cores=2) == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert online_lane_threads(None, workers=1, device="cpu", cores=2) is None
