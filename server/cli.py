@@ -45,7 +45,7 @@ log = logging.getLogger("captiond")
 # (PASSIVE) costs the other way: every one of a step's thousands of small
 # parallel regions then wakes its threads through the kernel, and the large
 # model's online lane held fewer than 6 int8 streams on 2 cores, against 8 with
-# a spin of ~0.1 ms (bench/RESULTS.md, "OpenMP spin"). PASSIVE stays for
+# a spin of ~0.1 ms (bench/RESULTS.md, "Torch threads"). PASSIVE stays for
 # runtimes other than GNU's, which ignore GOMP_SPINCOUNT. Read by the runtime
 # when torch loads, so set here, before anything imports torch; a value of
 # either in the environment leaves both as the user has them.
