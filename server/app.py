@@ -205,6 +205,9 @@ class CaptionServer:
             "finals": stats.finals,
             "final_wait_s": round(stats.final_wait_s, 3),
             "engine_failures": stats.failures,
+            # torch threads of the online lane (null: torch's default); while a
+            # final pass runs it lends some (docs/workers.md, "Torch threads")
+            "online_threads": self.runner.engine_thread.threads,
             "engine_stalls": stats.stalls,
             "live_streams": self.live_streams(),
             "capacity": self.admission.capacity(),

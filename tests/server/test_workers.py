@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -198,11 +199,24 @@ async def test_captiond_serve_workers_2_drains_on_sigterm(test_models_dir):
         "--online-model", str(test_models_dir / "paraformer-streaming"),
         "--offline-model", str(test_models_dir / "paraformer-offline"),
         "--punc-model", str(test_models_dir / "ct-punc"),
-        cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL)
+        cwd=ROOT, stderr=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})  # ours to pick
     try:
         port = await asyncio.wait_for(_listening_port(process), timeout=240)
         assert "2 front-end workers" in port[1]
         logs = asyncio.create_task(process.stderr.read())  # a full pipe would block it
+        # the engine process's torch threads: the cores the two workers leave
+        # (a worker knows them from the engine's first push of figures)
+        figures: dict = {}
+
+        def engine_figures_arrived() -> bool:
+            url = f"http://127.0.0.1:{port[0]}/health"
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                figures.update(json.loads(reply.read()))
+            return "online_threads" in figures
+
+        await wait_for(engine_figures_arrived)
+        assert figures["online_threads"] == max(1, len(os.sched_getaffinity(0)) - 2)
         pcm, _ = wav_pcm16("utt01.wav")
         async with CaptionClient.connect(f"ws://127.0.0.1:{port[0]}") as client:
             await client.start(mode="2pass")
