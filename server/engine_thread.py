@@ -51,7 +51,7 @@ def _usable_cores() -> int:
 
 def final_lane_threads(online_threads: int | None) -> int:
     """Threads for final passes: half the online lane's (default: all cores)."""
-    return max(1, (online_threads or os.cpu_count() or 2) // 2)
+    return max(1, (online_threads or _usable_cores()) // 2)
 
 
 def _set_torch_threads(threads: int) -> None:
