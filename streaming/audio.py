@@ -19,12 +19,16 @@ from streaming.errors import InvalidAudio, UnsupportedFormat
 PCM16_SCALE = 32768.0
 
 
-def pcm16_to_float(data: bytes) -> np.ndarray:
-    """Little-endian PCM16 bytes to float32 in [-1, 1)."""
+def check_pcm16(data: bytes) -> None:
     if len(data) % 2:
         raise InvalidAudio(
             f"binary frames must hold whole 16-bit samples; got {len(data)} bytes (odd)"
         )
+
+
+def pcm16_to_float(data: bytes) -> np.ndarray:
+    """Little-endian PCM16 bytes to float32 in [-1, 1)."""
+    check_pcm16(data)
     samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
     samples *= 1 / PCM16_SCALE  # a power of two: the same floats as dividing, one pass less
     return samples

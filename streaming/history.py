@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from streaming.audio import PCM16_SCALE
+
+INT16_TO_FLOAT = np.float32(1 / PCM16_SCALE)  # float32 arithmetic, in place
+
 
 class AudioHistory:
     """Keeps samples [start, end) of a stream; old audio is trimmed explicitly."""
@@ -18,13 +22,26 @@ class AudioHistory:
         return self.start + self._len
 
     def append(self, samples: np.ndarray) -> None:
-        needed = self._len + len(samples)
+        self._reserve(len(samples))[:] = samples
+        self._len += len(samples)
+
+    def append_pcm16(self, pcm: bytes | memoryview) -> None:
+        """Little-endian PCM16 bytes, converted straight into the buffer (exact:
+        the scale is a power of two)."""
+        ints = np.frombuffer(pcm, dtype="<i2")
+        free = self._reserve(len(ints))
+        free[:] = ints
+        free *= INT16_TO_FLOAT
+        self._len += len(ints)
+
+    def _reserve(self, count: int) -> np.ndarray:
+        """The buffer's next `count` free samples, grown if need be."""
+        needed = self._len + count
         if needed > len(self._buf):
             grown = np.zeros(max(needed, 2 * len(self._buf)), dtype=np.float32)
             grown[: self._len] = self._buf[: self._len]
             self._buf = grown
-        self._buf[self._len : needed] = samples
-        self._len = needed
+        return self._buf[self._len : needed]
 
     def slice(self, begin: int, end: int) -> np.ndarray:
         """A copy of samples [begin, end); both must lie inside what is kept."""

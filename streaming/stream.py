@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from streaming.audio import StreamResampler, pcm16_to_float
+from streaming.audio import StreamResampler, check_pcm16, pcm16_to_float
 from streaming.config import StreamConfig
 from streaming.engine import SAMPLE_RATE, ChunkRequest, FinalRequest, StreamOptions
 from streaming.errors import TooBig
@@ -45,8 +45,14 @@ class AudioStream:
         self.detector = EndpointDetector(endpoint)
         self.pre_roll = endpoint.pre_roll_ms * SAMPLE_RATE // 1000
         self.history = AudioHistory()
+        # Audio short of a whole VAD frame waits here: as the client's PCM16 bytes
+        # at 16 kHz (passthrough), as float samples otherwise. One stays empty.
         self.frame_tail = np.zeros(0, dtype=np.float32)
-        self.pcm_tail = b""  # frame_tail as the client's PCM16 bytes, at 16 kHz input
+        self.pcm_tail = b""
+        # Where the kept history would begin if it were trimmed after every VAD
+        # frame: an utterance never starts before it. The buffer itself is
+        # trimmed once per call (history.trim_before moves memory).
+        self.kept_from = 0
         self.upload = bytearray()  # encoded bytes not yet taken by the server's decoder
         self.upload_bytes = 0  # the whole upload so far, against the size limit
         self.upload_ended = False  # the client ended an encoded stream: decode, then finish
@@ -56,10 +62,18 @@ class AudioStream:
     # ---- input -------------------------------------------------------------
 
     def receive_pcm(self, data: bytes, now: float) -> list[Job]:
-        samples = pcm16_to_float(data)
-        if self.resampler.passthrough:  # the VAD reads the client's bytes as they are
-            return self._feed(samples, now, self.pcm_tail + data)
-        return self._feed(self.resampler.feed(samples), now)
+        if not self.resampler.passthrough:
+            return self._feed(self.resampler.feed(pcm16_to_float(data)), now)
+        check_pcm16(data)
+        # 16 kHz already: the VAD reads the client's bytes as they are, and the
+        # history takes them in one conversion (every 60 ms of every live stream).
+        pcm = self.pcm_tail + data if self.pcm_tail else data
+        usable = len(pcm) - len(pcm) % (2 * FRAME_SAMPLES)
+        whole = memoryview(pcm)[:usable]
+        start = self.history.end
+        self.history.append_pcm16(whole)
+        self.pcm_tail = bytes(pcm[usable:])
+        return self._segment(start, self.classifier.classify_pcm(whole), now)
 
     def receive_encoded(self, data: bytes, max_bytes: int) -> None:
         """Part of an uploaded file, kept for the server's decoder (`take_upload`):
@@ -83,8 +97,10 @@ class AudioStream:
         jobs: list[Job | EndMarker] = []
         if not self.config.encoded:
             jobs += self._feed(self.resampler.feed(np.zeros(0, np.float32), last=True), now)
-        self.history.append(self.frame_tail)  # the last partial frame still counts
-        self.frame_tail = np.zeros(0, dtype=np.float32)
+        # The last partial frame still counts.
+        self.history.append(self.frame_tail)
+        self.history.append_pcm16(self.pcm_tail)
+        self.frame_tail, self.pcm_tail = np.zeros(0, dtype=np.float32), b""
         if self.utterance is None:
             return [*jobs, EndMarker(self.config)]
         self.utterance.end_of_stream = True
@@ -94,32 +110,38 @@ class AudioStream:
 
     # ---- segmentation ------------------------------------------------------
 
-    def _feed(self, samples: np.ndarray, now: float, pcm: bytes | None = None) -> list[Job]:
-        """`pcm`: the same pending audio (tail included) as PCM16 bytes, when there are."""
-        jobs: list[Job] = []
-        pending = np.concatenate((self.frame_tail, samples))
+    def _feed(self, samples: np.ndarray, now: float) -> list[Job]:
+        """Float samples at 16 kHz (resampled or decoded audio)."""
+        pending = np.concatenate((self.frame_tail, samples)) if len(self.frame_tail) else samples
         usable = len(pending) - len(pending) % FRAME_SAMPLES
-        if pcm is None:
-            voiced = self.classifier.classify(pending[:usable])
-        else:
-            voiced = self.classifier.classify_pcm(pcm[: 2 * usable])
-        for offset, is_speech in zip(range(0, usable, FRAME_SAMPLES), voiced):
-            frame = pending[offset : offset + FRAME_SAMPLES]
-            self.history.append(frame)
+        start = self.history.end
+        self.history.append(pending[:usable])
+        self.frame_tail = pending[usable:].copy()
+        return self._segment(start, self.classifier.classify(pending[:usable]), now)
+
+    def _segment(self, start: int, voiced: list[bool], now: float) -> list[Job]:
+        """Endpointing over whole VAD frames already in the history from `start`
+        on: utterance boundaries, and the online strides of the open utterance
+        up to each frame's end."""
+        jobs: list[Job] = []
+        end = start
+        for is_speech in voiced:
+            end += FRAME_SAMPLES
             for boundary in self.detector.update(is_speech):
                 jobs += self._on_boundary(boundary, now)
-            if self.utterance is not None:
-                jobs += self._strides(self.utterance, self.history.end, now)
-            if self.utterance is None:
-                self.history.trim_before(self.history.end - self.pre_roll)
-        self.frame_tail = pending[usable:].copy()
-        self.pcm_tail = b"" if pcm is None else pcm[2 * usable :]
+            utterance = self.utterance
+            if utterance is None:
+                self.kept_from = max(self.kept_from, end - self.pre_roll)
+            elif utterance.consumed + self.stride <= end:
+                jobs += self._strides(utterance, end, now)
+        if self.utterance is None:
+            self.history.trim_before(self.kept_from)
         return jobs
 
     def _on_boundary(self, boundary: SpeechStarted | SpeechEnded, now: float) -> list[Job]:
         if isinstance(boundary, SpeechEnded):
             return self._close_utterance(boundary.end, boundary.speech_end, now)
-        start = max(boundary.start, self.history.start)
+        start = max(boundary.start, self.kept_from)
         utterance = Utterance(self.config, self.next_segment, start, consumed=start)
         if self.config.mode != "offline":
             utterance.engine_state = self.new_state(self.config.options)
