@@ -19,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from server.config import ServerConfig
 from server.connection import CaptionConnection
+from server.direct_frames import DirectFramesConnection
 from server.engine_thread import EngineThread
 from server.gate import Gate, viewer_room
 from server.handler_guard import guarded
@@ -113,6 +114,7 @@ class CaptionServer:
             # No permessage-deflate: PCM barely compresses, and inflating every
             # audio frame on the event loop showed up in its profile under load.
             compression=None,
+            create_connection=DirectFramesConnection,  # live audio skips recv()'s queue
             ssl=self.config.tls.context() if self.config.tls else None,
             **options,
         )

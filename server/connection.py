@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 
 from server import protocol
 from server.connection_report import ConnectionReport
+from server.direct_frames import DirectFramesConnection
 from server.loop_monitor import FrameMeter
 from server.metrics import ServerMetrics
 from server.store import FinalNotStored, StreamInfo
@@ -76,6 +77,7 @@ class CaptionConnection:
         self._outbox = asyncio.Event()  # the session may have events to send
         self._progress = asyncio.Event()  # a batch finished for this session
         self._receiver: asyncio.Task | None = None
+        self._direct_failure: Exception | None = None  # raised in a frame handled directly
         self._draining = False
         # The server's access decision on each stream start (docs/security.md):
         # (code, message) refuses it with close 1008; and a count of errors sent.
@@ -144,7 +146,7 @@ class CaptionConnection:
         while self.session.state is not SessionState.CLOSED:
             await self._hold_back_upload()
             try:
-                message = await self.websocket.recv()
+                message = await self._next_message()
             except ConnectionClosed:
                 return
             started = perf_counter()
@@ -161,6 +163,35 @@ class CaptionConnection:
                 self.frame_meter.record(perf_counter() - started)  # loop_monitor.py
             if self._upload.take():  # the client ended its upload: decode the rest first
                 await self._upload.finish()
+
+    async def _next_message(self) -> str | bytes:
+        """The next message for the receive loop. While it waits, a live PCM
+        stream's audio frames are handled as websockets parses them
+        (server/direct_frames.py): nothing is queued then, and uploads, whose
+        reading is held back, never take this path."""
+        live_pcm = self.session.live and not self.session.config.encoded
+        if not live_pcm or not isinstance(self.websocket, DirectFramesConnection):
+            return await self.websocket.recv()
+        self.websocket.binary_handler = self._direct_audio
+        try:
+            return await self.websocket.recv()
+        except asyncio.CancelledError:
+            if self._direct_failure is not None:  # a bug, reported as from recv's path
+                raise self._direct_failure from None
+            raise
+        finally:
+            self.websocket.binary_handler = None
+
+    def _direct_audio(self, frame: bytes) -> None:
+        started = perf_counter()
+        try:
+            self._on_audio(frame)
+        except Exception as exc:  # noqa: BLE001 - ends the receive loop with it, as recv's path
+            self.websocket.binary_handler = None
+            self._direct_failure = exc
+            self._receiver.cancel()
+            return
+        self.frame_meter.record(perf_counter() - started)
 
     async def _expire_when_idle(self) -> None:
         """Close a connection that sent nothing for the idle timeout: one timer
