@@ -8,12 +8,16 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 
 from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from server import connection as connection_module
 from server.connection import CaptionConnection
+from server.direct_frames import DirectFramesConnection
 from streaming.engine import StreamOptions
 from tests.conftest import wav_pcm16
 from tests.server.conftest import url
@@ -139,3 +143,139 @@ async def test_a_bug_met_by_a_directly_taken_frame_closes_with_1011_and_one_log_
     failed = [r for r in caplog.records if "failed" in r.getMessage()]
     assert len(failed) == 1 and "injected bug" in failed[0].getMessage()
     assert not [r for r in caplog.records if r.exc_info]
+
+
+async def test_frames_cut_anywhere_arrive_whole_and_in_order_on_both_paths():
+    """Binary frames of every length encoding, text, pings, fragmented messages,
+    written whole, cut after their header or cut at random: the handler and
+    recv() together see exactly the messages sent, in order. Some payloads are
+    themselves frames, so a parser that starts mid-frame takes the wrong one."""
+    rng = random.Random(7)
+    sent: list[str | bytes] = []
+    frames: list[tuple[bytes, int]] = []  # (frame bytes, header length)
+
+    def add(opcode: Opcode, data: bytes, fin: bool = True) -> None:
+        frame = Frame(opcode, data, fin).serialize(mask=True, extensions=[])
+        frames.append((frame, len(frame) - len(data)))
+
+    def masked_frame(size: int) -> bytes:
+        return Frame(Opcode.BINARY, rng.randbytes(size)).serialize(mask=True, extensions=[])
+
+    for _ in range(400):
+        kind = rng.choice(["binary"] * 6 + ["nested", "text", "ping", "fragmented"])
+        size = rng.choice([0, 1, 125, 126, 127, 1920, 65535, 65536, 70000])
+        data = masked_frame(rng.choice([5, 1920])) if kind == "nested" else rng.randbytes(size)
+        if kind == "nested":
+            frame = zero_masked(data)
+            frames.append((frame, len(frame) - len(data)))
+        elif kind == "binary":
+            add(Opcode.BINARY, data)
+        elif kind == "text":
+            data = f"text {len(sent)}"
+            add(Opcode.TEXT, data.encode())
+        elif kind == "ping":
+            add(Opcode.PING, b"p")
+            continue
+        else:
+            add(Opcode.BINARY, data[:50], fin=False)
+            add(Opcode.CONT, data[50:], fin=True)
+        sent.append(data)
+
+    received: list[str | bytes] = []
+    unparsed: list[int] = []  # sizes of the frames cut here, not by websockets' parser
+
+    async def handler(connection: CuttingWatched) -> None:
+        def take(frame: bytes) -> None:
+            if connection.cutting:
+                unparsed.append(len(frame))
+            received.append(frame)
+
+        while len(received) < len(sent):
+            connection.binary_handler = take
+            try:
+                message = await connection.recv()
+            finally:
+                connection.binary_handler = None
+            received.append(message)
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=CuttingWatched,
+                     compression=None, max_size=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+            pending = b""  # random cuts carry the rest of a frame into the next write
+            for frame, header in frames:
+                how = rng.choice(["whole", "whole", "after header", "random"])
+                if how == "random":
+                    pending += frame
+                    cut = rng.randrange(len(pending) + 1)
+                    writes, pending = [pending[:cut]], pending[cut:]
+                elif how == "after header":
+                    writes, pending = [pending + frame[:header], frame[header:]], b""
+                else:
+                    writes, pending = [pending + frame], b""
+                for piece in writes:
+                    if piece:
+                        ws.transport.write(piece)
+                        await asyncio.sleep(0.001)  # each write its own read, mostly
+            ws.transport.write(pending)
+            for _ in range(2000):
+                if len(received) >= len(sent):
+                    break
+                await asyncio.sleep(0.01)
+    assert received == sent
+    # Cut here: plain binary frames of each length encoding (64-bit lengths go to websockets).
+    assert {0, 1, 125, 126, 127, 1920, 65535} <= set(unparsed)
+    assert max(unparsed) < 65536
+
+
+async def test_a_frame_whose_header_came_alone_is_left_to_websockets():
+    """The payload that follows a header read on its own is no frame start,
+    even when its bytes look like one (here: a whole masked binary frame)."""
+    inner = [Frame(Opcode.BINARY, bytes([i]) * 1920).serialize(mask=True, extensions=[])
+             for i in range(10)]
+    outer = [zero_masked(payload) for payload in inner]
+    received: list[bytes] = []
+
+    async def handler(connection: DirectFramesConnection) -> None:
+        while len(received) < len(outer):
+            connection.binary_handler = received.append
+            try:
+                received.append(await connection.recv())
+            finally:
+                connection.binary_handler = None
+
+    async with serve(handler, "127.0.0.1", 0, create_connection=DirectFramesConnection,
+                     compression=None) as server:
+        port = server.sockets[0].getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None) as ws:
+            for frame in outer:
+                ws.transport.write(frame[:8])  # 2 + 2 (length 1928) + 4 (mask)
+                await asyncio.sleep(0.02)  # read on its own
+                ws.transport.write(frame[8:])
+                await asyncio.sleep(0.02)
+            for _ in range(500):
+                if len(received) >= len(outer):
+                    break
+                await asyncio.sleep(0.01)
+    assert received == inner
+
+
+def zero_masked(payload: bytes) -> bytes:
+    """A binary frame whose all-zero mask leaves the payload's bytes as they are
+    on the wire (here: the bytes of another frame)."""
+    length = (bytes([0x80 | len(payload)]) if len(payload) < 126
+              else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big"))
+    return bytes([0x82]) + length + bytes(4) + payload
+
+
+class CuttingWatched(DirectFramesConnection):
+    """Tells whether a frame handed over was cut by this module's own parser."""
+
+    cutting = False
+
+    def _take_binary_frames(self, data: bytes) -> int:
+        self.cutting = True
+        try:
+            return super()._take_binary_frames(data)
+        finally:
+            self.cutting = False
