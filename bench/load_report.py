@@ -120,7 +120,7 @@ def summarise_config(held: list[int], runs: list[RunResult]) -> dict:
 MEDIAN_KEYS = ("partial_p50", "partial_p95", "partial_p99", "end_lag_p95", "online_busy",
                "final_busy", "loop_busy", "loop_lag_ms_p95", "frame_us", "chunks_per_s",
                "mean_batch", "server_cpu_pct", "server_tree_cpu_pct", "rss_mb",
-               "client_cpu_pct_per_stream")
+               "client_cpu_pct_per_stream", "steal_pct")
 
 
 def _figure(r: RunResult, key: str) -> float | None:
@@ -140,7 +140,7 @@ def _pct(values: list[float], q: float) -> float | None:
 
 HEADER = ("config", "rep", "N", "held", "err", "p50", "p95", "p99", "end95", "onl.busy",
           "fin.busy", "loop", "lag95ms", "frame_us", "chunk/s", "batch", "srv.cpu%", "all.cpu%",
-          "rssMB", "cli.cpu%")
+          "rssMB", "cli.cpu%", "steal%")
 
 
 def row(r: RunResult) -> str:
@@ -150,6 +150,6 @@ def row(r: RunResult) -> str:
              s.get("final_busy"), s.get("loop_busy"), s.get("loop_lag_ms_p95"),
              s.get("frame_us"), s.get("chunks_per_s"), s.get("mean_batch"),
              s.get("server_cpu_pct"), s.get("server_tree_cpu_pct"), s.get("rss_mb"),
-             r.client_cpu_pct)
+             r.client_cpu_pct, s.get("steal_pct"))
     line = " ".join(f"{'-' if c is None else c!s:>8}" for c in cells)
     return line if r.held else f"{line}   ({'; '.join(r.fail_reasons)})"

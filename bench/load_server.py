@@ -90,6 +90,7 @@ class Snapshot:
     health: dict
     cpu_s: float  # the server process's user + system CPU time
     tree_cpu_s: float  # the same plus its live children's (workers, final-pass process)
+    steal_s: float | None = None  # the whole machine's: time the hypervisor ran others
 
     @classmethod
     def take(cls, server: ServerProcess) -> Snapshot:
@@ -101,7 +102,16 @@ class Snapshot:
         for child in process.children(recursive=True):
             with contextlib.suppress(psutil.Error):  # a child may exit meanwhile
                 children += _cpu_s(child)
-        return cls(time.monotonic(), server.health(), own, own + children)
+        return cls(time.monotonic(), server.health(), own, own + children, machine_steal_s())
+
+
+def machine_steal_s() -> float | None:
+    """CPU time, over all cores, that a virtual machine's host gave to others
+    (psutil's `steal`; None where the OS does not report it). On a shared host
+    it moves a run's figures as much as a code change does (bench/RESULTS.md)."""
+    import psutil
+
+    return getattr(psutil.cpu_times(), "steal", None)
 
 
 def _cpu_s(process) -> float:
@@ -143,6 +153,9 @@ def window_metrics(first: Snapshot, last: Snapshot) -> dict:
         "server_cpu_pct": round(100 * (last.cpu_s - first.cpu_s) / wall, 1),
         # all server processes; a child that started or ended inside the window skews it
         "server_tree_cpu_pct": round(100 * (last.tree_cpu_s - first.tree_cpu_s) / wall, 1),
+        # % of one core the host took from this machine over the window (all cores summed)
+        "steal_pct": (None if first.steal_s is None or last.steal_s is None
+                      else round(100 * (last.steal_s - first.steal_s) / wall, 1)),
     }
 
 
