@@ -5,7 +5,10 @@ worker ↔ engine channel costs per job (docs/workers.md).
 
 1. session: `CaptionSession` driven directly (decode, resample, VAD,
    endpointing, job bookkeeping, events), with a model that costs nothing.
-2. socket: a real server process (same null model) and clients in this
+2. live: the same server, and 200 clients in two processes sending real
+   speech at a live pace, one 60 ms frame every 60 ms (each frame then
+   arrives on its own, as from microphones): server CPU per frame.
+   socket: a real server process (same null model) and clients in this
    process sending 60 ms frames over WebSockets; the server's CPU time
    (from /proc) divided by the frames it took: receive + session + notify +
    sending partials. The same for a websockets server that only receives,
@@ -29,6 +32,7 @@ import os
 import struct
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -42,6 +46,7 @@ from streaming.engine import (
 )
 from streaming.session import CaptionSession, SessionLimits
 
+ROOT = Path(__file__).resolve().parents[1]
 FRAME_MS = 60  # FunASR's clients send one frame every 60 ms (chunk_interval 10)
 RATE = 16000
 
@@ -98,12 +103,17 @@ def _serve(port_queue) -> None:
 
     from server.app import CaptionServer
     from server.config import ServerConfig
+    from server.limits import ConnectionLimits
+    from streaming.admission import AdmissionPolicy
 
     async def main() -> None:
         # The clients send as fast as they can, on purpose: no real-time pace limit.
         unpaced = SessionLimits(max_audio_ahead_s=float("inf"))
-        server = CaptionServer(ServerConfig(port=0, calibrate=False, limits=unpaced),
-                               NullEngine())
+        server = CaptionServer(ServerConfig(
+            port=0, calibrate=False, limits=unpaced,
+            admission=AdmissionPolicy(enabled=False),  # every client of this one address
+            connection_limits=ConnectionLimits(max_connections_per_address=None),
+        ), NullEngine())
         await server.start()
         port_queue.put(server.port)
         await asyncio.Event().wait()
@@ -168,6 +178,64 @@ async def _client(port: int, pcm: bytes, frames: int) -> None:
                 await asyncio.sleep(0)
         await client.end()
         await client.collect()
+
+
+async def _live_client(port: int, pcm: bytes, frames: int, index: int) -> None:
+    """A live FunASR-like client: real speech, one 60 ms frame every 60 ms,
+    replies read as they come."""
+    from websockets.asyncio.client import connect
+
+    frame_bytes = RATE * FRAME_MS // 1000 * 2
+    count = len(pcm) // frame_bytes
+    async with connect(f"ws://127.0.0.1:{port}/", compression=None) as websocket:
+        await websocket.send(json.dumps({"mode": "online", "wav_name": f"s{index}"}))
+        reader = asyncio.create_task(_read_all(websocket))
+        await asyncio.sleep(FRAME_MS / 1000 * (index % 100) / 100)  # spread over the frame
+        for i in range(frames):
+            at = (index * 37 + i) % count * frame_bytes
+            await websocket.send(pcm[at : at + frame_bytes])
+            await asyncio.sleep(FRAME_MS / 1000)
+        reader.cancel()
+
+
+async def _read_all(websocket) -> None:
+    async for _ in websocket:
+        pass
+
+
+def _live_clients(port: int, streams: int, frames: int, first: int) -> None:
+    import soundfile
+
+    from server.cli import run_loop
+
+    pcm = soundfile.read(ROOT / "tests" / "data" / "multi.wav", dtype="int16")[0].tobytes()
+
+    async def run() -> None:
+        await asyncio.gather(*(_live_client(port, pcm, frames, first + k) for k in range(streams)))
+
+    run_loop(run())
+
+
+def live_cost(frames: int, streams: int) -> float:
+    """µs of server CPU per 60 ms frame with live clients: captiond's front end
+    (null model) and `streams` clients in two processes at real-time pace, each
+    frame read on its own as from a live microphone."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    server = context.Process(target=_serve, args=(queue,), daemon=True)
+    server.start()
+    port = queue.get(timeout=120)
+    _live_clients(port, 5, 20, 10_000)  # warm up
+    before = _cpu_s(server.pid)
+    clients = [context.Process(target=_live_clients, args=(port, streams // 2, frames, k * 1000))
+               for k in range(2)]
+    for client in clients:
+        client.start()
+    for client in clients:
+        client.join()
+    used = _cpu_s(server.pid) - before
+    server.terminate()
+    return used / (2 * (streams // 2) * frames) * 1e6
 
 
 def socket_cost(frames: int, streams: int, bare: bool | None = None) -> float:
@@ -249,9 +317,20 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=2000, help="60 ms frames per stream")
     parser.add_argument("--streams", type=int, default=20)
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--live-only", action="store_true",
+                        help="only the live-clients figure (the one to compare code by)")
     args = parser.parse_args()
+    if args.live_only:
+        figures = {"live_us_per_frame": live_cost(150, 200)}
+        print(json.dumps(figures))
+        if args.json:
+            with open(args.json, "w") as out:
+                json.dump(figures, out, indent=2)
+        return
     figures = {"session_us_per_frame": session_cost(args.frames),
                "socket_us_per_frame": socket_cost(args.frames, args.streams),
+               # 200 live streams, 150 frames each (9 s): real speech, paced
+               "live_us_per_frame": live_cost(150, 200),
                # 200 paced streams, 150 frames each (9 s)
                "websockets_alone_us_per_frame": socket_cost(150, 200, False),
                "websockets_timeout_per_recv_us_per_frame": socket_cost(150, 200, True),
