@@ -17,6 +17,7 @@ from streaming.engine import SAMPLE_RATE
 from streaming.errors import InvalidAudio, UnsupportedFormat
 
 PCM16_SCALE = 32768.0
+INT16_TO_FLOAT = np.float32(1 / PCM16_SCALE)  # float32 arithmetic, in place
 
 
 def check_pcm16(data: bytes) -> None:
@@ -26,12 +27,17 @@ def check_pcm16(data: bytes) -> None:
         )
 
 
-def pcm16_to_float(data: bytes) -> np.ndarray:
-    """Little-endian PCM16 bytes to float32 in [-1, 1)."""
+def pcm16_to_float(data: bytes | memoryview, out: np.ndarray | None = None) -> np.ndarray:
+    """Little-endian PCM16 bytes to float32 in [-1, 1), into `out` if given
+    (a float32 array of as many samples: e.g. the free end of a buffer)."""
     check_pcm16(data)
-    samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
-    samples *= 1 / PCM16_SCALE  # a power of two: the same floats as dividing, one pass less
-    return samples
+    ints = np.frombuffer(data, dtype="<i2")
+    if out is None:
+        out = ints.astype(np.float32)
+    else:
+        out[:] = ints
+    out *= INT16_TO_FLOAT  # a power of two: the same floats as dividing, one pass less
+    return out
 
 
 def float_to_pcm16(samples: np.ndarray) -> bytes:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streaming.audio import PCM16_SCALE
-
-INT16_TO_FLOAT = np.float32(1 / PCM16_SCALE)  # float32 arithmetic, in place
+from streaming.audio import pcm16_to_float
 
 
 class AudioHistory:
@@ -28,11 +26,9 @@ class AudioHistory:
     def append_pcm16(self, pcm: bytes | memoryview) -> None:
         """Little-endian PCM16 bytes, converted straight into the buffer (exact:
         the scale is a power of two)."""
-        ints = np.frombuffer(pcm, dtype="<i2")
-        free = self._reserve(len(ints))
-        free[:] = ints
-        free *= INT16_TO_FLOAT
-        self._len += len(ints)
+        count = len(pcm) // 2
+        pcm16_to_float(pcm, out=self._reserve(count))
+        self._len += count
 
     def _reserve(self, count: int) -> np.ndarray:
         """The buffer's next `count` free samples, grown if need be."""
