@@ -134,6 +134,7 @@ class CaptionConnection:
     def _on_audio(self, frame: bytes) -> None:
         """One audio frame. Most complete no chunk: they wake neither the
         scheduler nor the sender (a per-frame cost at hundreds of streams)."""
+        started = perf_counter()
         queued = self.session.queued_entries
         self.session.receive_audio(frame, self._now())
         self.report.audio(len(frame), self.session.config)
@@ -141,6 +142,7 @@ class CaptionConnection:
             self.runner.notify(self.session)
         if self.session.has_events or self.session.state is SessionState.CLOSED:
             self._outbox.set()
+        self.frame_meter.record(perf_counter() - started)  # loop_monitor.py
 
     async def _receive_loop(self) -> None:
         while self.session.state is not SessionState.CLOSED:
@@ -149,7 +151,6 @@ class CaptionConnection:
                 message = await self._next_message()
             except ConnectionClosed:
                 return
-            started = perf_counter()
             if isinstance(message, str):
                 config = self.session.config
                 self.session.receive_text(message, self._now())
@@ -160,7 +161,6 @@ class CaptionConnection:
                 self._on_input()
             else:
                 self._on_audio(message)
-                self.frame_meter.record(perf_counter() - started)  # loop_monitor.py
             if self._upload.take():  # the client ended its upload: decode the rest first
                 await self._upload.finish()
 
@@ -183,15 +183,12 @@ class CaptionConnection:
             self.websocket.binary_handler = None
 
     def _direct_audio(self, frame: bytes) -> None:
-        started = perf_counter()
         try:
             self._on_audio(frame)
         except Exception as exc:  # noqa: BLE001 - ends the receive loop with it, as recv's path
             self.websocket.binary_handler = None
             self._direct_failure = exc
             self._receiver.cancel()
-            return
-        self.frame_meter.record(perf_counter() - started)
 
     async def _expire_when_idle(self) -> None:
         """Close a connection that sent nothing for the idle timeout: one timer
