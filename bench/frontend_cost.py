@@ -49,6 +49,7 @@ from streaming.session import CaptionSession, SessionLimits
 ROOT = Path(__file__).resolve().parents[1]
 FRAME_MS = 60  # FunASR's clients send one frame every 60 ms (chunk_interval 10)
 RATE = 16000
+FRAME_BYTES = RATE * FRAME_MS // 1000 * 2  # one frame of PCM16
 
 
 class NullEngine:
@@ -83,14 +84,13 @@ def speech_like_pcm(seconds: float) -> bytes:
 
 def session_cost(frames: int) -> float:
     """µs of CPU per 60 ms frame through CaptionSession alone."""
-    frame_bytes = RATE * FRAME_MS // 1000 * 2
     pcm = speech_like_pcm(frames * FRAME_MS / 1000)
     engine = NullEngine()
     session = CaptionSession(engine, now=0.0)
     session.receive_text(json.dumps({"mode": "2pass", "wav_name": "b"}), 0.0)
     start = time.process_time()
     for i in range(frames):
-        session.receive_audio(pcm[i * frame_bytes:(i + 1) * frame_bytes], i * FRAME_MS / 1000)
+        session.receive_audio(pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES], i * FRAME_MS / 1000)
         while (job := session.take_job()) is not None:
             run = engine.step if job.kind == "online" else engine.finalize
             session.complete(job, run([job.request])[0])
@@ -153,10 +153,9 @@ def _serve_bare(port_queue, per_recv_timeout: bool) -> None:
 async def _bare_client(port: int, pcm: bytes, frames: int) -> None:
     from websockets.asyncio.client import connect
 
-    frame_bytes = RATE * FRAME_MS // 1000 * 2
     async with connect(f"ws://127.0.0.1:{port}/", compression=None) as websocket:
         for i in range(frames):  # at a live client's pace: each recv waits for its frame
-            await websocket.send(pcm[i * frame_bytes:(i + 1) * frame_bytes])
+            await websocket.send(pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES])
             await asyncio.sleep(FRAME_MS / 1000)
 
 
@@ -169,11 +168,10 @@ def _cpu_s(pid: int) -> float:
 async def _client(port: int, pcm: bytes, frames: int) -> None:
     from clients.client import CaptionClient
 
-    frame_bytes = RATE * FRAME_MS // 1000 * 2
     async with CaptionClient.connect(f"ws://127.0.0.1:{port}/") as client:
         await client.start(mode="2pass")
         for i in range(frames):
-            await client.send_audio(pcm[i * frame_bytes:(i + 1) * frame_bytes])
+            await client.send_audio(pcm[i * FRAME_BYTES:(i + 1) * FRAME_BYTES])
             if i % 10 == 9:
                 await asyncio.sleep(0)
         await client.end()
@@ -185,15 +183,14 @@ async def _live_client(port: int, pcm: bytes, frames: int, index: int) -> None:
     replies read as they come."""
     from websockets.asyncio.client import connect
 
-    frame_bytes = RATE * FRAME_MS // 1000 * 2
-    count = len(pcm) // frame_bytes
+    count = len(pcm) // FRAME_BYTES
     async with connect(f"ws://127.0.0.1:{port}/", compression=None) as websocket:
         await websocket.send(json.dumps({"mode": "online", "wav_name": f"s{index}"}))
         reader = asyncio.create_task(_read_all(websocket))
         await asyncio.sleep(FRAME_MS / 1000 * (index % 100) / 100)  # spread over the frame
         for i in range(frames):
-            at = (index * 37 + i) % count * frame_bytes
-            await websocket.send(pcm[at : at + frame_bytes])
+            at = (index * 37 + i) % count * FRAME_BYTES
+            await websocket.send(pcm[at : at + FRAME_BYTES])
             await asyncio.sleep(FRAME_MS / 1000)
         reader.cancel()
 
@@ -216,18 +213,25 @@ def _live_clients(port: int, streams: int, frames: int, first: int) -> None:
     run_loop(run())
 
 
+SPAWN = multiprocessing.get_context("spawn")  # no forked torch state in servers or clients
+
+
+def _start_server(target, *args) -> tuple[multiprocessing.Process, int]:
+    """`target(port_queue, *args)` in a process of its own; it and its port."""
+    queue = SPAWN.Queue()
+    server = SPAWN.Process(target=target, args=(queue, *args), daemon=True)
+    server.start()
+    return server, queue.get(timeout=120)
+
+
 def live_cost(frames: int, streams: int) -> float:
     """µs of server CPU per 60 ms frame with live clients: captiond's front end
     (null model) and `streams` clients in two processes at real-time pace, each
     frame read on its own as from a live microphone."""
-    context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
-    server = context.Process(target=_serve, args=(queue,), daemon=True)
-    server.start()
-    port = queue.get(timeout=120)
+    server, port = _start_server(_serve)
     _live_clients(port, 5, 20, 10_000)  # warm up
     before = _cpu_s(server.pid)
-    clients = [context.Process(target=_live_clients, args=(port, streams // 2, frames, k * 1000))
+    clients = [SPAWN.Process(target=_live_clients, args=(port, streams // 2, frames, k * 1000))
                for k in range(2)]
     for client in clients:
         client.start()
@@ -241,12 +245,7 @@ def live_cost(frames: int, streams: int) -> float:
 def socket_cost(frames: int, streams: int, bare: bool | None = None) -> float:
     """µs of server CPU per 60 ms frame over real WebSockets: captiond's
     server, or (`bare` given) websockets alone, with a timeout per recv if True."""
-    queue = multiprocessing.get_context("spawn").Queue()
-    target, args = (_serve, (queue,)) if bare is None else (_serve_bare, (queue, bare))
-    server = multiprocessing.get_context("spawn").Process(target=target, args=args,
-                                                           daemon=True)
-    server.start()
-    port = queue.get(timeout=120)
+    server, port = _start_server(_serve) if bare is None else _start_server(_serve_bare, bare)
     pcm = speech_like_pcm(frames * FRAME_MS / 1000)
     client = _client if bare is None else _bare_client
 
@@ -320,26 +319,22 @@ def main() -> None:
     parser.add_argument("--live-only", action="store_true",
                         help="only the live-clients figure (the one to compare code by)")
     args = parser.parse_args()
-    if args.live_only:
-        figures = {"live_us_per_frame": live_cost(150, 200)}
-        print(json.dumps(figures))
-        if args.json:
-            with open(args.json, "w") as out:
-                json.dump(figures, out, indent=2)
-        return
-    figures = {"session_us_per_frame": session_cost(args.frames),
-               "socket_us_per_frame": socket_cost(args.frames, args.streams),
-               # 200 live streams, 150 frames each (9 s): real speech, paced
-               "live_us_per_frame": live_cost(150, 200),
-               # 200 paced streams, 150 frames each (9 s)
-               "websockets_alone_us_per_frame": socket_cost(150, 200, False),
-               "websockets_timeout_per_recv_us_per_frame": socket_cost(150, 200, True),
-               **channel_cost(2000)}
+    # 200 live streams, 150 frames each (9 s): real speech, paced
+    figures = {"live_us_per_frame": live_cost(150, 200)}
+    if not args.live_only:
+        figures = {"session_us_per_frame": session_cost(args.frames),
+                   "socket_us_per_frame": socket_cost(args.frames, args.streams),
+                   **figures,
+                   # 200 paced streams, 150 frames each (9 s)
+                   "websockets_alone_us_per_frame": socket_cost(150, 200, False),
+                   "websockets_timeout_per_recv_us_per_frame": socket_cost(150, 200, True),
+                   **channel_cost(2000)}
     for name, value in figures.items():
         print(f"{name:32s} {value:10.1f}")
-    frames_per_s = 1e6 / figures["socket_us_per_frame"]
-    print(f"one front-end process: ~{frames_per_s:.0f} frames/s "
-          f"= ~{frames_per_s * FRAME_MS / 1000:.0f} live streams at one core")
+    if not args.live_only:
+        frames_per_s = 1e6 / figures["socket_us_per_frame"]
+        print(f"one front-end process: ~{frames_per_s:.0f} frames/s "
+              f"= ~{frames_per_s * FRAME_MS / 1000:.0f} live streams at one core")
     if args.json:
         with open(args.json, "w") as out:
             json.dump(figures, out, indent=2)
