@@ -302,7 +302,7 @@ def _write_cmvn(path: Path, dim: int, seed: int) -> None:
     )
 
 
-def _write_model_dir(
+def write_model_dir(
     out: Path, config: dict[str, Any], vocab: list[str], seed: int, *, asr: bool
 ) -> int:
     out.mkdir(parents=True, exist_ok=True)
@@ -361,7 +361,7 @@ def make_test_models(
         ("punc", punc_config(size), punc_vocab, False),
     ]
     for i, (role, config, voc, asr) in enumerate(jobs):
-        n = _write_model_dir(dirs[role], config, voc, seed + i, asr=asr)
+        n = write_model_dir(dirs[role], config, voc, seed + i, asr=asr)
         if verbose:
             print(f"{role:8s} {config['model']:20s} {n / 1e6:8.1f} M params  -> {dirs[role]}")
     return dirs

@@ -27,8 +27,10 @@ look-back stride, so they form separate groups.
 State lives on the model's device in one slot pool per chunk setting
 (paraformer_pool): a group gathers its rows by slot index and writes them
 back in place; per round only the features and the slot numbers go in and
-token ids come out. With `bucket_batches`, a group (and its decoder subset,
-and the decoder's token axis) is padded to a few fixed sizes by repeating its
+token ids come out. The overlap frames that FunASR feeds into the encoder
+again at the next stride are kept as the first layer's attention projection,
+so a stride projects only its new frames. With `bucket_batches`, a group (and
+its decoder subset, and the decoder's token axis) is padded to a few fixed sizes by repeating its
 first row, whose repeated results are never written back: the kernels see
 few shapes (cuDNN plans its depthwise FSMN convolutions per shape on GPU),
 and a repeated real row keeps steady batches free of attention masks.
@@ -45,6 +47,7 @@ import torch
 from torch import Tensor
 
 from streaming.engines.paraformer_layers import (
+    attention_projection,
     cif_alphas,
     cif_fire,
     decoder_layer_chunk,
@@ -97,6 +100,11 @@ class BatchedStreamingParaformer:
         self.pools: dict[tuple[int, int, int], StatePool] = {}
         enc = model.encoder
         self._enc_layers = list(enc.encoders0) + list(enc.encoders)
+        # The first layer adds no residual when it changes the width (every FunASR
+        # model: LFR features in, d_model out): its overlap frames' input is then
+        # only needed through their attention projection, which is what we keep.
+        first = self._enc_layers[0]
+        self._keep_overlap_input = first.in_size == first.size
         dec = model.decoder
         self._att_layers = list(dec.decoders[: dec.att_layer_num])
         extra = dec.num_blocks - dec.att_layer_num
@@ -123,9 +131,17 @@ class BatchedStreamingParaformer:
     def _pool(self, chunk: tuple[int, int, int]) -> StatePool:
         pool = self.pools.get(chunk)
         if pool is None:
-            pool = self.pools[chunk] = StatePool(self._row_shapes(chunk), self.device,
-                                                 self.initial_slots)
+            pool = self.pools[chunk] = StatePool(
+                self._row_shapes(chunk), self.device, self.initial_slots,
+                initial={"overlap_qkv": self._silent_overlap(chunk)})
         return pool
+
+    def _silent_overlap(self, chunk: tuple[int, int, int]) -> Tensor:
+        # FunASR's overlap frames start as zeros; we keep their projection.
+        first = self._enc_layers[0]
+        zeros = torch.zeros(1, chunk[0] + chunk[2], first.in_size, dtype=self.dtype,
+                            device=self.device)
+        return attention_projection(first, zeros)[0]
 
     def _row_shapes(self, chunk: tuple[int, int, int]) -> dict:
         attn = self._enc_layers[-1].self_attn
@@ -137,9 +153,14 @@ class BatchedStreamingParaformer:
         enc_width, dec_width = (self.encoder_look_back * chunk[1],
                                 self.decoder_look_back * chunk[1])
         long, half = torch.int64, self.dtype
+        first, overlap = self._enc_layers[0], chunk[0] + chunk[2]
+        inputs = {"feats": ((overlap, first.in_size), half)} if self._keep_overlap_input else {}
         return {
             "start_idx": ((), long),  # positional offset: encoder frames consumed so far
-            "feats": ((chunk[0] + chunk[2], self._enc_layers[0].in_size), half),  # overlap
+            # the overlap frames, as the first layer's attention projection (and as input
+            # only where that layer adds them back as a residual)
+            "overlap_qkv": ((overlap, first.self_attn.linear_q_k_v.out_features), half),
+            **inputs,
             "enc_kv": ((len(self._enc_layers), 2, attn.h, enc_width, attn.d_k), half),
             "enc_fill": ((), long),  # valid look-back entries, newest at the right
             "cif_alpha": ((), torch.float32),  # integrate carried to the next stride
@@ -252,11 +273,21 @@ class BatchedStreamingParaformer:
         group, the (B, T) mask of their real frames (padding zeroed in the output).
         """
         chunk = batch[0].handle.chunk_size
-        state = pool.gather(index, ("feats", "start_idx", "enc_kv", "enc_fill"))
-        x, feats, start_idx = self._encoder_input(batch, state["feats"], state["start_idx"])
-        frames = x.shape[1]
+        overlap = chunk[0] + chunk[2]
+        names = ("overlap_qkv", "start_idx", "enc_kv", "enc_fill")
+        state = pool.gather(index, names + (("feats",) if self._keep_overlap_input else ()))
+        speech, start_idx = self._encoder_input(batch, state["start_idx"])
+        # Only the new frames are projected: the overlap frames' projection is kept.
+        q_k_v, x = state["overlap_qkv"], state.get("feats")
+        if speech is not None:
+            q_k_v = torch.cat((q_k_v, attention_projection(self._enc_layers[0], speech)), dim=1)
+            x = None if x is None else torch.cat((x, speech), dim=1)
+        written = {"overlap_qkv": q_k_v[:n, -overlap:]}
+        if x is not None:
+            written["feats"] = x[:n, -overlap:]
+        frames = q_k_v.shape[1]
         frames_valid = _valid([r.frames for r in batch], frames, self.device)
-        fsmn_mask = None if frames_valid is None else frames_valid.to(x.dtype)
+        fsmn_mask = None if frames_valid is None else frames_valid.to(q_k_v.dtype)
         kv, fill = state["enc_kv"], state["enc_fill"]
         width = kv.shape[4]
         host_fill = pool.enc_fill[slots]
@@ -265,32 +296,33 @@ class BatchedStreamingParaformer:
         new_kv = torch.empty_like(kv)
         for i, layer in enumerate(self._enc_layers):
             x, new_kv[:, i, 0], new_kv[:, i, 1] = encoder_layer_chunk(
-                layer, x, kv[:, i], mask, keep, fsmn_mask)
+                layer, x, kv[:, i], mask, keep, fsmn_mask, q_k_v if i == 0 else None)
         if self.model.encoder.normalize_before:
             x = self.model.encoder.after_norm(x)
         if fsmn_mask is not None:
             x = x * fsmn_mask[:, :, None]  # the CIF convolution must see zeros there
         pool.scatter(index[:n], {
-            "feats": feats[:n], "start_idx": start_idx[:n], "enc_kv": new_kv[:n],
+            **written, "start_idx": start_idx[:n], "enc_kv": new_kv[:n],
             "enc_fill": (fill[:n] + keep).clamp(max=width),
         })
         pool.enc_fill[slots[:n]] = np.minimum(width, host_fill[:n] + keep)
         return x, frames_valid
 
     def _encoder_input(
-        self, batch: list[_Row], feats: Tensor, start_idx: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Scaled, position-encoded features behind each stream's overlap frames.
-
-        Returns (x, the new overlap frames, the new positional offsets); rows
-        without features (a flushing tail) get zero frames there.
+        self, batch: list[_Row], start_idx: Tensor,
+    ) -> tuple[Tensor | None, Tensor]:
+        """This stride's scaled, position-encoded features, (B, T_new, D_in), and the
+        new positional offsets; None when every row is a flushing tail. Rows
+        without features (a flushing tail) get zero frames.
         """
         lengths = [0 if r.speech is None else r.speech.shape[0] for r in batch]
         length = max(lengths)
         if length == 0:
-            return feats, feats, start_idx
+            return None, start_idx
+        zeros = torch.zeros(length, self._enc_layers[0].in_size, dtype=self.dtype,
+                            device=self.device)
         speech = torch.stack([_pad_frames(r.speech, length) if r.speech is not None
-                              else feats.new_zeros(length, feats.shape[2]) for r in batch])
+                              else zeros for r in batch])
         model = self.model
         if model.normalize is not None:
             speech = model.normalize(speech, torch.tensor(lengths))[0]
@@ -302,8 +334,7 @@ class BatchedStreamingParaformer:
             start_idx = start_idx + added
         if valid is not None:
             speech = torch.where(valid[:, :, None], speech, 0.0)
-        x = torch.cat((feats, speech), dim=1)
-        return x, x[:, x.shape[1] - feats.shape[1] :], start_idx
+        return speech, start_idx
 
     def _positions(self, start: Tensor, length: int, depth: int) -> Tensor:
         # StreamSinusoidalPositionEncoder.encode for positions start+1 … start+length,

@@ -48,22 +48,38 @@ def key_mask(
     return torch.cat((buffer, frames_valid), dim=1).unsqueeze(1).to(torch.float32)
 
 
+def attention_projection(layer: torch.nn.Module, x: Tensor) -> Tensor:
+    """An encoder layer's (B, T, 3 * D) query/key/value projection of its input:
+    the part of `forward_qkv` that depends on each frame alone."""
+    return layer.self_attn.linear_q_k_v(layer.norm1(x) if layer.normalize_before else x)
+
+
+def _split_heads(attn: torch.nn.Module, q_k_v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    # The rest of `MultiHeadedAttentionSANM.forward_qkv`: views, no arithmetic.
+    b, t, _ = q_k_v.shape
+    q, k, v = torch.split(q_k_v, int(attn.h * attn.d_k), dim=-1)
+    heads = [torch.reshape(y, (b, t, attn.h, attn.d_k)).transpose(1, 2) for y in (q, k, v)]
+    return heads[0], heads[1], heads[2], v
+
+
 def encoder_layer_chunk(
-    layer: torch.nn.Module, x: Tensor, kv: Tensor, mask: Tensor | None, keep: int,
-    frames_mask: Tensor | None = None,
+    layer: torch.nn.Module, x: Tensor | None, kv: Tensor, mask: Tensor | None, keep: int,
+    frames_mask: Tensor | None = None, q_k_v: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`EncoderLayerSANM.forward_chunk` for a batch; kv is (B, 2, H, W, d_k).
 
     Returns (output, new K buffer, new V buffer). Like FunASR, the newest
     `keep` frames (the chunk without its right context) enter the look-back.
     frames_mask (B, T) zeroes padded frames before the FSMN convolution, where
-    FunASR's single stream has its zero padding.
+    FunASR's single stream has its zero padding. q_k_v: the layer's
+    `attention_projection` of x when the caller has it (the first layer keeps
+    its overlap frames' projection); x is then needed only for a residual.
     """
     residual = x
-    if layer.normalize_before:
-        x = layer.norm1(x)
     attn = layer.self_attn
-    q_h, k_h, v_h, v = attn.forward_qkv(x)
+    if q_k_v is None:
+        q_k_v = attention_projection(layer, x)
+    q_h, k_h, v_h, v = _split_heads(attn, q_k_v)
     width = kv.shape[3]
     k_all = torch.cat((kv[:, 0], k_h), dim=2)
     v_all = torch.cat((kv[:, 1], v_h), dim=2)

@@ -1,15 +1,15 @@
 """Device-side slot pool for the batched streaming Paraformer's per-stream state.
 
 Every live stream of one chunk setting owns a slot: row `slot` of a set of
-preallocated tensors on the model's device (encoder look-back K/V, overlap
-frames, CIF carry, decoder FSMN memory and K/V, and the per-row ints). A step
+preallocated tensors on the model's device (encoder look-back K/V, the overlap
+frames' first-layer projection, CIF carry, decoder FSMN memory and K/V, and the per-row ints). A step
 gathers its rows with `index_select` and writes the new state back with
 `index_copy_`, so the cost per step does not grow with a Python loop over
 streams or a `cat`/`split` of every cache.
 
 Lifecycle. `StreamHandle` is what the session carries: it holds no tensor and
 no slot when created (the session makes it on the event loop). The engine
-thread takes a slot at the stream's first step, zeroing that row. A slot
+thread takes a slot at the stream's first step, resetting that row. A slot
 comes back either explicitly (FunASR re-initialises after an `is_last`
 chunk) or when the session drops the handle without one (2pass mode never
 sends `is_last` online): a `weakref.finalize` on the handle queues the slot
@@ -62,8 +62,9 @@ class StatePool:
 
     def __init__(
         self, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], device: torch.device,
-        capacity: int = 8,
+        capacity: int = 8, initial: dict[str, Tensor] | None = None,
     ) -> None:
+        """`initial`: a fresh row's value for some states (the others start at zero)."""
         if capacity < 1:
             raise ValueError("a pool needs at least one slot to double from")
         self.shapes = shapes
@@ -72,6 +73,7 @@ class StatePool:
             name: torch.zeros((capacity, *shape), dtype=dtype, device=device)
             for name, (shape, dtype) in shapes.items()
         }
+        self.initial = initial or {}
         self.enc_fill = np.zeros(capacity, np.int64)  # host copies of rows["enc_fill"] …
         self.dec_fill = np.zeros(capacity, np.int64)
         self._free = list(range(capacity - 1, -1, -1))  # pop() hands out the lowest slot
@@ -94,7 +96,7 @@ class StatePool:
             self._free.append(self._dropped.popleft())
 
     def acquire(self, handles: Sequence[StreamHandle]) -> None:
-        """Give each handle a slot, with a zeroed row."""
+        """Give each handle a slot, with a fresh row (zeros, or its `initial` value)."""
         capacity = self.capacity
         while capacity - self.occupied < len(handles):
             capacity *= 2
@@ -107,8 +109,11 @@ class StatePool:
             handle.finalizer = weakref.finalize(handle, self._dropped.append, slot)
             handle.finalizer.atexit = False
         index = torch.tensor(slots, device=self.device)
-        for tensor in self.rows.values():
-            tensor.index_fill_(0, index, 0)
+        for name, tensor in self.rows.items():
+            if name in self.initial:
+                tensor[index] = self.initial[name].to(tensor.dtype)
+            else:
+                tensor.index_fill_(0, index, 0)
         self.enc_fill[slots] = 0
         self.dec_fill[slots] = 0
 
@@ -134,7 +139,14 @@ class StatePool:
     # -- rows ------------------------------------------------------------------
 
     def gather(self, index: Tensor, names: Sequence[str]) -> dict[str, Tensor]:
-        return {name: self.rows[name].index_select(0, index) for name in names}
+        # On a 2-D view: torch's CPU index_select copies whole rows there, 2-2.5x
+        # faster than on the 6-D K/V tensors (measured at 256 rows).
+        out = {}
+        for name in names:
+            rows = self.rows[name]
+            flat = rows.view(rows.shape[0], -1).index_select(0, index)
+            out[name] = flat.view(len(index), *rows.shape[1:])
+        return out
 
     def scatter(self, index: Tensor, values: dict[str, Tensor]) -> None:
         """Write rows back; index must not repeat a slot."""

@@ -86,7 +86,7 @@ def test_half_precision_state_stays_on_the_gpu_and_tokens_stay_close(
                                                    False)])
         state = result.state
     online = fp16_engine.runner.row_state(state.online)  # the stream's rows in the pool
-    for name in ("feats", "enc_kv", "dec_fsmn", "dec_kv"):
+    for name in ("overlap_qkv", "enc_kv", "dec_fsmn", "dec_kv"):
         tensor = online[name]
         assert tensor.is_cuda and tensor.dtype == torch.float16, name
     half = engine_tokens(fp16_engine, audio, options, stride)
