@@ -257,6 +257,7 @@ class BatchedStreamingParaformer:
             pool, [slots[i] for i in picked], len(firing), enc.index_select(0, pick),
             embeds.index_select(0, pick)[:, :n_max], counts.index_select(0, pick),
             None if frames_valid is None else frames_valid.index_select(0, pick),
+            _has_frames(batch),
         ).tolist()
         for i, row_ids in zip(firing, dec_ids):
             ids[i] = [t for t in row_ids[: n_tokens[i]] if t not in self._skip_ids]
@@ -282,16 +283,17 @@ class BatchedStreamingParaformer:
         if speech is not None:
             q_k_v = torch.cat((q_k_v, attention_projection(self._enc_layers[0], speech)), dim=1)
             x = None if x is None else torch.cat((x, speech), dim=1)
-        written = {"overlap_qkv": q_k_v[:n, -overlap:]}
+        written = {"overlap_qkv": q_k_v[:n, q_k_v.shape[1] - overlap :]}
         if x is not None:
-            written["feats"] = x[:n, -overlap:]
+            written["feats"] = x[:n, x.shape[1] - overlap :]
         frames = q_k_v.shape[1]
         frames_valid = _valid([r.frames for r in batch], frames, self.device)
         fsmn_mask = None if frames_valid is None else frames_valid.to(q_k_v.dtype)
         kv, fill = state["enc_kv"], state["enc_fill"]
         width = kv.shape[4]
         host_fill = pool.enc_fill[slots]
-        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames)
+        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames,
+                        dtype=q_k_v.dtype, every_row_has_a_key=_has_frames(batch))
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
         new_kv = torch.empty_like(kv)
         for i, layer in enumerate(self._enc_layers):
@@ -381,7 +383,7 @@ class BatchedStreamingParaformer:
 
     def _decode(
         self, pool: StatePool, slots: list[int], n: int, memory: Tensor, embeds: Tensor,
-        counts: Tensor, frames_valid: Tensor | None,
+        counts: Tensor, frames_valid: Tensor | None, has_frames: bool,
     ) -> Tensor:
         """ParaformerSANMDecoder.forward_chunk + greedy ids for rows with tokens: (B, N).
 
@@ -397,7 +399,7 @@ class BatchedStreamingParaformer:
         width = kv.shape[4]
         host_fill = pool.dec_fill[slots]
         mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
-                        memory.shape[1])
+                        memory.shape[1], dtype=memory.dtype, every_row_has_a_key=has_frames)
         new_fsmn, new_kv = torch.empty_like(fsmn), torch.empty_like(kv)
         x = embeds
         for i, layer in enumerate(self._att_layers):
@@ -430,6 +432,12 @@ def _cut(handle: StreamHandle, samples: np.ndarray, is_last: bool) -> list[np.nd
     rest = 0 if is_last else len(audio) % stride
     handle.prev_samples = audio[len(audio) - rest :] if rest else np.zeros(0, np.float32)
     return [audio[i * stride : (i + 1) * stride] for i in range(n)]
+
+
+def _has_frames(batch: list[_Row]) -> bool:
+    """Every row has a real frame, so no row's attention keys are all hidden (a flushing
+    tail without overlap frames, chunk_size [l, c, 0], is the exception)."""
+    return min(r.frames for r in batch) > 0
 
 
 def _valid(lengths: list[int], width: int, device: torch.device) -> Tensor | None:

@@ -19,20 +19,33 @@ maths stay FunASR's; only the cache handling is ours:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 
+@dataclass
+class KeyMask:
+    """Which keys of [look-back buffer | this chunk] are real: `ones` (B, 1, T2) 1/0 as
+    FunASR's `forward_attention` takes it, and `bias` (B, 1, 1, T2) 0/-inf to add to
+    the scores instead, when every row has a real key (see `attend`)."""
+
+    ones: Tensor
+    bias: Tensor | None
+
+
 def key_mask(
-    fill: Tensor | None, width: int, frames_valid: Tensor | None, frames: int,
-) -> Tensor | None:
-    """(B, 1, width + frames) 1/0 mask over [look-back buffer | this chunk's keys].
+    fill: Tensor | None, width: int, frames_valid: Tensor | None, frames: int, *,
+    dtype: torch.dtype = torch.float32, every_row_has_a_key: bool = False,
+) -> KeyMask | None:
+    """The mask over [look-back buffer | this chunk's keys], or None.
 
     `fill[b]` (a device tensor) entries at the right end of row b's buffer are
     real, None when every buffer is full; frames_valid (B, frames) marks real
     chunk frames (None: all). None when nothing is hidden, so full buffers run
     exactly FunASR's unmasked attention. FunASR's `forward_attention` turns 0
-    into -inf before the softmax.
+    into -inf before the softmax. `dtype`: the scores' (the bias is added to them).
     """
     if fill is None and frames_valid is None:
         return None
@@ -45,7 +58,28 @@ def key_mask(
         buffer = torch.arange(width, device=device)[None, :] >= empty[:, None]
     if frames_valid is None:
         frames_valid = torch.ones(batch, frames, dtype=torch.bool, device=device)
-    return torch.cat((buffer, frames_valid), dim=1).unsqueeze(1).to(torch.float32)
+    real = torch.cat((buffer, frames_valid), dim=1)
+    bias = None
+    if every_row_has_a_key:
+        bias = torch.zeros(real.shape, dtype=dtype, device=device).masked_fill_(
+            ~real, float("-inf"))[:, None, None, :]
+    return KeyMask(real.unsqueeze(1).to(torch.float32), bias)
+
+
+def attend(attn: torch.nn.Module, value: Tensor, scores: Tensor, mask: KeyMask | None) -> Tensor:
+    """FunASR's `forward_attention`, with the key mask added as a bias where it can be.
+
+    Adding -inf gives the scores FunASR's `masked_fill` gives, and adding 0 leaves a
+    score as it is; FunASR's second `masked_fill`, after the softmax, only changes a
+    row whose keys are all hidden (NaN there), which `bias` rules out. Two passes over
+    the scores fewer: measured 2x faster than FunASR's masked softmax at 64 rows.
+    """
+    if mask is None or mask.bias is None:
+        return attn.forward_attention(value, scores, None if mask is None else mask.ones)
+    probs = attn.dropout(torch.softmax(scores + mask.bias, dim=-1))
+    x = torch.matmul(probs, value)
+    x = x.transpose(1, 2).contiguous().view(value.shape[0], -1, attn.h * attn.d_k)
+    return attn.linear_out(x)
 
 
 def attention_projection(layer: torch.nn.Module, x: Tensor) -> Tensor:
@@ -63,7 +97,7 @@ def _split_heads(attn: torch.nn.Module, q_k_v: Tensor) -> tuple[Tensor, Tensor, 
 
 
 def encoder_layer_chunk(
-    layer: torch.nn.Module, x: Tensor | None, kv: Tensor, mask: Tensor | None, keep: int,
+    layer: torch.nn.Module, x: Tensor | None, kv: Tensor, mask: KeyMask | None, keep: int,
     frames_mask: Tensor | None = None, q_k_v: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`EncoderLayerSANM.forward_chunk` for a batch; kv is (B, 2, H, W, d_k).
@@ -89,7 +123,7 @@ def encoder_layer_chunk(
     fsmn_memory = attn.forward_fsmn(v, frames_mask)
     q_h = q_h * attn.d_k ** (-0.5)
     scores = torch.matmul(q_h, k_all.transpose(-2, -1))
-    out = attn.forward_attention(v_all, scores, mask) + fsmn_memory
+    out = attend(attn, v_all, scores, mask) + fsmn_memory
     x = residual + out if layer.in_size == layer.size else out
     if not layer.normalize_before:
         x = layer.norm1(x)
@@ -168,7 +202,7 @@ def decoder_fsmn_chunk(
 
 
 def cross_attention_chunk(
-    attn: torch.nn.Module, x: Tensor, memory: Tensor, kv: Tensor, mask: Tensor | None,
+    attn: torch.nn.Module, x: Tensor, memory: Tensor, kv: Tensor, mask: KeyMask | None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """`MultiHeadedAttentionCrossAtt.forward_chunk` for a batch; kv (B, 2, H, W, d_k)."""
     q_h, k_h, v_h = attn.forward_qkv(x, memory)
@@ -177,13 +211,13 @@ def cross_attention_chunk(
     v_all = torch.cat((kv[:, 1], v_h), dim=2)
     q_h = q_h * attn.d_k ** (-0.5)
     scores = torch.matmul(q_h, k_all.transpose(-2, -1))
-    out = attn.forward_attention(v_all, scores, mask)
+    out = attend(attn, v_all, scores, mask)
     return out, k_all[:, :, -width:], v_all[:, :, -width:]
 
 
 def decoder_layer_chunk(
     layer: torch.nn.Module, x: Tensor, memory: Tensor, fsmn_args: tuple | None,
-    kv: Tensor | None, mask: Tensor | None,
+    kv: Tensor | None, mask: KeyMask | None,
 ) -> tuple[Tensor, Tensor | None, tuple[Tensor, Tensor] | None]:
     """`DecoderLayerSANM.forward_chunk` for a batch.
 
