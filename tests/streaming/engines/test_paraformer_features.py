@@ -17,7 +17,11 @@ import pytest
 import soundfile
 import torch
 
-from streaming.engines.paraformer_features import BatchedOnlineFrontend
+from streaming.engines.paraformer_features import (
+    BatchedOnlineFrontend,
+    _kaldi_mel_banks,
+    _mel_bands,
+)
 from tests.streaming.engines.test_paraformer_engine import reference_tokens
 
 STRIDE = 9600  # 600 ms: chunk_size[1] = 10 units of 960 samples
@@ -185,3 +189,20 @@ def test_funasr_streaming_gives_the_same_tokens_from_batched_features(
         assert reference_tokens(paraformer_engine, audio, chunk_size) == want
         assert not queue, "FunASR should have asked for every stride's features"
     assert sum(len(t) for t in expected) > 20, "the fixtures should produce tokens"
+
+
+def test_mel_bands_cover_every_weight_and_give_the_full_product(frontend):
+    """The CPU's mel product in bands over the bins each band's filters use."""
+    banks = _kaldi_mel_banks(frontend.n_mels, 512, float(frontend.fs))
+    bands = _mel_bands(banks, torch.device("cpu"))
+    covered = np.zeros_like(banks)
+    for (low, high), (first, last), weights in bands:
+        covered[first:last, low:high] = weights.numpy().T
+    assert np.array_equal(covered, banks), "a band left out a filter weight"
+    assert sum(high - low for (low, high), _, _ in bands) < banks.shape[1] * 0.4 * len(bands)
+    power = torch.rand(300, banks.shape[1], generator=torch.Generator().manual_seed(3)) ** 4 * 1e6
+    full = power @ torch.from_numpy(banks.T.copy())
+    banded = torch.empty_like(full)
+    for (low, high), (first, last), weights in bands:
+        banded[:, first:last] = power[:, low:high] @ weights
+    torch.testing.assert_close(banded, full, rtol=1e-5, atol=1e-3)
