@@ -30,10 +30,11 @@ back in place; per round only the features and the slot numbers go in and
 token ids come out. The overlap frames that FunASR feeds into the encoder
 again at the next stride are kept as the first layer's attention projection,
 so a stride projects only its new frames. With `bucket_batches`, a group (and
-its decoder subset, and the decoder's token axis) is padded to a few fixed sizes by repeating its
-first row, whose repeated results are never written back: the kernels see
-few shapes (cuDNN plans its depthwise FSMN convolutions per shape on GPU),
-and a repeated real row keeps steady batches free of attention masks.
+its decoder subset, and the decoder's token axis) is padded to a few fixed
+sizes by repeating its first row, whose repeated results are never written
+back: the kernels see few shapes (cuDNN plans its depthwise FSMN convolutions
+per shape on GPU), and a repeated real row keeps steady batches free of
+attention masks.
 """
 
 from __future__ import annotations

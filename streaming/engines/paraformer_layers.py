@@ -5,7 +5,8 @@ whose tensors grow from nothing, the CIF predictor loops over samples in
 Python and stores its state with batch-1 shapes. These functions run the same
 arithmetic for a batch of streams, calling FunASR's own sub-modules (linear
 layers, FSMN convolutions, norms, `forward_attention`) so the weights and the
-maths stay FunASR's; only the cache handling is ours:
+maths stay FunASR's; only the cache handling is ours, and, where a key mask
+hides part of a batch, the mask is added to the scores (`attend`: the same bits):
 
 - every look-back K/V cache is a fixed-width buffer, valid entries at the
   right end (the newest), so streams with different fill stack into one

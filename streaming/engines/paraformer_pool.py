@@ -2,10 +2,10 @@
 
 Every live stream of one chunk setting owns a slot: row `slot` of a set of
 preallocated tensors on the model's device (encoder look-back K/V, the overlap
-frames' first-layer projection, CIF carry, decoder FSMN memory and K/V, and the per-row ints). A step
-gathers its rows with `index_select` and writes the new state back with
-`index_copy_`, so the cost per step does not grow with a Python loop over
-streams or a `cat`/`split` of every cache.
+frames' first-layer projection, CIF carry, decoder FSMN memory and K/V, and
+the per-row ints). A step gathers its rows with `index_select` and writes the
+new state back with `index_copy_`, so the cost per step does not grow with a
+Python loop over streams or a `cat`/`split` of every cache.
 
 Lifecycle. `StreamHandle` is what the session carries: it holds no tensor and
 no slot when created (the session makes it on the event loop). The engine
