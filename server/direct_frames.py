@@ -38,6 +38,9 @@ class DirectFramesConnection(ServerConnection):
     one reader waits in `recv()` (so nothing is queued before the frames it takes)."""
 
     binary_handler: Callable[[bytes], None] | None = None
+    # websockets' parser internals that `_parser_idle` reads are there (17.x);
+    # checked at the first frame, not at every read.
+    _internals: bool | None = None
 
     def data_received(self, data: bytes) -> None:
         taken = self._take_binary_frames(data) if self.binary_handler is not None else 0
@@ -58,7 +61,10 @@ class DirectFramesConnection(ServerConnection):
         """Hand every whole binary frame at the start of `data` to the handler;
         the number of bytes taken (0 when websockets must parse from here)."""
         protocol = self.protocol
-        if protocol.state is not State.OPEN or protocol.extensions or not _parser_idle(protocol):
+        if self._internals is None:
+            self._internals = all(hasattr(protocol, name) for name in INTERNALS)
+        if (not self._internals or protocol.state is not State.OPEN or protocol.extensions
+                or not _parser_idle(protocol)):
             return 0
         limit = _frame_limit(protocol.max_message_size, protocol.max_fragment_size)
         at, end = 0, len(data)
@@ -81,13 +87,10 @@ class DirectFramesConnection(ServerConnection):
         return at
 
 
-
 def _parser_idle(protocol: object) -> bool:
     """websockets' parser waits for the first byte of a frame, none buffered.
-    Read from websockets' internals (17.x); a version without them is never
-    idle here, and all its frames take websockets' own path."""
-    if not all(hasattr(protocol, name) for name in INTERNALS):
-        return False
+    Read from websockets' internals (17.x, `INTERNALS`); a version without them
+    never gets here, and all its frames take websockets' own path."""
     if protocol.reader.buffer or protocol.current_size is not None:
         return False
     waiting_in = protocol.parser  # generators delegating with `yield from`
