@@ -242,7 +242,8 @@ class BatchedStreamingParaformer:
         pool = self.pools[rows[0].handle.chunk_size]
         slots = [r.handle.slot for r in batch]
         index = torch.tensor(slots, device=self.device)
-        enc, frames_valid = self._encode(batch, n, pool, slots, index)
+        has_frames = _has_frames(batch)
+        enc, frames_valid = self._encode(batch, n, pool, slots, index, has_frames)
         embeds, counts = self._predict(batch, n, pool, index, enc, frames_valid)
         n_tokens = counts.tolist()[:n]  # the one sync: the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]
@@ -258,7 +259,7 @@ class BatchedStreamingParaformer:
             pool, [slots[i] for i in picked], len(firing), enc.index_select(0, pick),
             embeds.index_select(0, pick)[:, :n_max], counts.index_select(0, pick),
             None if frames_valid is None else frames_valid.index_select(0, pick),
-            _has_frames(batch),
+            has_frames,
         ).tolist()
         for i, row_ids in zip(firing, dec_ids):
             ids[i] = [t for t in row_ids[: n_tokens[i]] if t not in self._skip_ids]
@@ -268,8 +269,10 @@ class BatchedStreamingParaformer:
 
     def _encode(
         self, batch: list[_Row], n: int, pool: StatePool, slots: list[int], index: Tensor,
+        has_frames: bool,
     ) -> tuple[Tensor, Tensor | None]:
         """SANMEncoderChunkOpt.forward_chunk for the group; the first n rows are written back.
+        `has_frames`: every row has a real frame (`_has_frames`).
 
         Returns the (B, T, D) output and, when final rows are shorter than the
         group, the (B, T) mask of their real frames (padding zeroed in the output).
@@ -294,7 +297,7 @@ class BatchedStreamingParaformer:
         width = kv.shape[4]
         host_fill = pool.enc_fill[slots]
         mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames,
-                        dtype=q_k_v.dtype, every_row_has_a_key=_has_frames(batch))
+                        dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
         new_kv = torch.empty_like(kv)
         for i, layer in enumerate(self._enc_layers):
