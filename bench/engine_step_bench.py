@@ -106,6 +106,41 @@ def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
     return row
 
 
+def profile_step(engine, audio: np.ndarray, batch: int) -> dict:
+    """One steady step of `batch` streams under torch's profiler. Where the kernels'
+    own time is far below the wall time, the step waits on the host (Python and
+    operator dispatch), and a bigger GPU cannot make it faster."""
+    from torch.profiler import ProfilerActivity, profile
+
+    options = StreamOptions()
+    stride = engine.chunk_samples(options)
+    states = [engine.new_stream(options) for _ in range(batch)]
+
+    def one_tick(tick: int) -> None:
+        results = engine.step([ChunkRequest(s, piece(audio, i, tick, stride), False)
+                               for i, s in enumerate(states)])
+        states[:] = [r.state for r in results]
+
+    for tick in range(WARMUP_STRIDES):
+        one_tick(tick)
+    device = engine.runner.device
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    _sync(device)
+    with profile(activities=activities) as prof:
+        start = time.perf_counter()
+        one_tick(WARMUP_STRIDES)
+        _sync(device)
+        wall = time.perf_counter() - start
+    events = prof.events()
+    kernels = [e for e in events if e.device_type.name == "CUDA"]
+    return {"batch_size": batch, "wall_ms": round(wall * 1000, 1),
+            "operators": sum(1 for e in events if e.name.startswith("aten::")),
+            "kernels": len(kernels),
+            "kernel_ms": round(sum(e.time_range.elapsed_us() for e in kernels) / 1000, 1)}
+
+
 def _time_frontend(frontend) -> list[float]:
     """Accumulate the time spent in the runner's feature extraction (one call a round)."""
     total = [0.0]
@@ -174,6 +209,9 @@ def main() -> None:
                         help="also time each B with a different batch size every step (up to B), "
                              "as in a live server")
     parser.add_argument("--funasr", action="store_true", help="also time FunASR's batch-1 path")
+    parser.add_argument("--profile", action="store_true",
+                        help="after each batch size, profile one more step: operator and "
+                             "kernel counts, kernel time against wall time (host-bound or not)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch CPU threads (default: torch's, all cores)")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "engine_step.json")
@@ -197,7 +235,7 @@ def main() -> None:
     threads = f"t{args.threads}" if args.threads else ""
     config = "batched" + "".join(
         f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold, threads) if o)
-    rows = []
+    rows, profiles = [], []
     with torch.inference_mode():
         if args.funasr:
             rows.append(bench_funasr(engine, audio, args.ticks))
@@ -207,6 +245,9 @@ def main() -> None:
                 rows.append(bench_engine(engine, audio, batch, args.ticks,
                                          config + ("-vary" if vary else ""), vary))
                 print_row(rows[-1], header=len(rows) == 1)
+            if args.profile:
+                profiles.append(profile_step(engine, audio, batch))
+                print("profile", json.dumps(profiles[-1]), flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -218,6 +259,7 @@ def main() -> None:
                                for name in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}},
         "command": "python -m bench.engine_step_bench " + " ".join(sys.argv[1:]),
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
+        "profiles": profiles,
     }, indent=2))
     print(f"wrote {args.json}")
 

@@ -8,15 +8,18 @@
 #      cuDNN off (same tokens), at steady and at varying batch sizes: the H200
 #      profile of 2026-11-26 found 54 % of the online lane in those convolutions
 #      when the batch size changes each step;
-#   2. online load sweep of the whole server path (front-end workers, batched
+#   2. "profile": one engine step each at PROFILE_SIZES streams under torch's
+#      profiler: operators and kernels per step, the kernels' time against the wall;
+#   3. online load sweep of the whole server path (front-end workers, batched
 #      float16, batched features) with the variant that step found cheapest, at
-#      COUNTS_WORKERS streams, then Conv1d at COUNTS_CONV for comparison;
-#   3. the batch-1 baseline in the same run;
+#      COUNTS_WORKERS streams;
 #   4. 2pass load sweep of the whole server path (that variant), the final pass
-#      in its own process (the default); "2pass-thread" the same with the final
-#      pass on a thread of the engine process, for the comparison;
+#      in its own process (the default);
 #   5. "online3": the online sweep at COUNTS_ONLINE3 with three repeats (a median);
-#   6. "files": bench/batch_files.py (issue 15) on the GPU.
+#   6. "2pass-thread": 2pass with the final pass on a thread of the engine
+#      process, for the comparison;
+#   7. Conv1d on cuDNN at COUNTS_CONV for comparison, and the batch-1 baseline;
+#   8. "files": bench/batch_files.py (issue 15) on the GPU.
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here; STAGES="2pass"
@@ -25,10 +28,11 @@ set -u
 OUT=${OUT:-bench/out/gpu}
 BUDGET_S=${BUDGET_S:-460}
 DEVICE=${DEVICE:-cuda}
+DTYPE=${DTYPE-float16}  # of the profile stage; DTYPE= for a dry run on the CPU
 SIZE=${SIZE:-large}
 MODELS=${MODELS:-/tmp/models-$SIZE}
 DURATION=${DURATION:-10}
-STAGES=${STAGES:-tests step online conv batch1 2pass}  # a subset reruns part of it
+STAGES=${STAGES:-tests step profile online 2pass online3 2pass-thread conv batch1}  # a subset reruns part of it
 BEST=${BEST:-}  # FSMN variant for the load sweeps; default: what the step stage found cheapest
 mkdir -p "$OUT"
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -85,19 +89,24 @@ PY
 )
 log "best FSMN variant at varying batch sizes: $BEST"
 cfg() { echo "workers-gpu-fp16-$1"; }
+want profile && log "engine step under the profiler at ${PROFILE_SIZES:-1000,250} streams" && \
+    timeout "$(cap 60)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
+        --device "$DEVICE" ${DTYPE:+--dtype $DTYPE} --fsmn-conv "$BEST" \
+        --batch-sizes "${PROFILE_SIZES:-1000,250}" --ticks 3 --profile \
+        --json "$OUT/step_profile.json" 2>&1 | quiet "step.txt"
 
 want online && load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
-want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16-conv \
-    --counts "${COUNTS_CONV:-500}"
-want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
 want 2pass && load "2pass-workers-$BEST" "${CAP_2PASS:-100}" --mode 2pass \
     --configs "$(cfg "$BEST")" --counts "${COUNTS_2PASS:-500,1000,1500}"
+want online3 && load "online-workers-$BEST-x3" "${CAP_ONLINE3:-110}" --mode online \
+    --configs "$(cfg "$BEST")" --counts "${COUNTS_ONLINE3:-1500}" --repeat 3
 want 2pass-thread && load "2pass-workers-native-finals-thread" "${CAP_2PASS_THREAD:-70}" \
     --mode 2pass --configs workers-gpu-fp16-native-finals-thread \
     --counts "${COUNTS_2PASS_THREAD:-500}"
-want online3 && load "online-workers-$BEST-x3" "${CAP_ONLINE3:-110}" --mode online \
-    --configs "$(cfg "$BEST")" --counts "${COUNTS_ONLINE3:-1500}" --repeat 3
+want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16-conv \
+    --counts "${COUNTS_CONV:-500}"
+want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
 if want files; then
     log "batch files (issue 15)"
     timeout "$(cap "${CAP_FILES:-90}")" python3 -m bench.batch_files --models "$MODELS" \
