@@ -15,7 +15,7 @@ source "$(dirname "$0")/gpu_env.sh"
 [ -d "$MODELS" ] || timeout 60 python3 -m server.cli make-test-models "$MODELS" --size large \
     > /dev/null 2>&1
 timeout 110 python3 -m bench.load --size large --model-dir "$MODELS" --device "${DEVICE:-cuda}" \
-    --mode online --configs "${CONFIG:-workers-gpu-fp16}" --counts "$N" --duration 14 --ramp 3 \
+    --mode "${MODE:-online}" --configs "${CONFIG:-workers-gpu-fp16}" --counts "$N" --duration 14 --ramp 3 \
     --repeat 1 --results-dir "$OUT/load" 2>&1 | grep -v "INFO\|WARN\|ffmpeg\|brew\|If you" &
 bench=$!
 python3 - "$N" <<'PY'  # wait until the measured run's streams are connected
@@ -40,7 +40,7 @@ while time.time() < deadline:
 PY
 sleep 3
 pid=$(pgrep -f "server.cli serve" | head -1)
-[ -n "$pid" ] && py-spy record -p "$pid" -d "$SPY_S" -r 100 --threads -f raw \
+[ -n "$pid" ] && py-spy record -p "$pid" -d "$SPY_S" -r 100 --threads ${SPY_SUBPROCESSES:+--subprocesses} -f raw \
     -o "$OUT/spy_engine.txt" > /dev/null 2>&1
 wait "$bench"
 tar -czf "$OUT/load.tgz" -C "$OUT" load && rm -rf "$OUT/load"
