@@ -41,6 +41,7 @@ _REQUIRED = (
     ("funasr.download.name_maps_from_hub", "name_maps_hf"),
     ("funasr.utils.load_utils", "extract_fbank"),
     ("funasr.models.bicif_paraformer.cif_predictor", "cif_wo_hidden"),
+    ("funasr.utils.timestamp_tools", "cif_wo_hidden"),
 )
 # What the batched online runner reads from ParaformerStreaming's modules
 # (paraformer_batch.py, paraformer_layers.py): paths from the network, and from
@@ -295,6 +296,8 @@ def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
     instance (FunASR offers no option): batched with packed sequences where
     `paraformer_timestamps` reproduces it (and `batched`), else one utterance
     at a time. Models without the head (no timestamps) are left as they are.
+    With the head, FunASR's own timestamp CIF moves to the host too
+    (`timestamps_cif_on_host`).
     """
     from streaming.engines import paraformer_timestamps
 
@@ -302,6 +305,7 @@ def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
     method = getattr(type(net), "calc_predictor_timestamp", None)
     if method is None:
         return
+    timestamps_cif_on_host()
     funasrs = method.__get__(net)
     predictor = net.predictor
     if batched and paraformer_timestamps.supports(predictor):
@@ -322,6 +326,19 @@ def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
         return tuple(_pad_cat([p[k] for p in parts]) for k in range(len(parts[0])))
 
     net.calc_predictor_timestamp = per_utterance
+
+
+def timestamps_cif_on_host() -> None:
+    """FunASR's timestamp code (`ts_prediction_lfr6_standard`) reruns CIF over an
+    utterance's weights when their fires do not match its token count, one
+    utterance at a time. Give its module `paraformer_timestamps.cif_fires`, the
+    same values from a loop on the host instead of kernel launches (process-wide:
+    the function is a module global of FunASR's; idempotent)."""
+    from funasr.utils import timestamp_tools
+
+    from streaming.engines import paraformer_timestamps
+
+    timestamp_tools.cif_wo_hidden = paraformer_timestamps.cif_fires
 
 
 def _pad_cat(rows: list[Any]) -> Any:

@@ -113,3 +113,17 @@ def test_cuda_fsmn_conv_variants_keep_the_cpu_engine_tokens(test_models_dir, par
     for clip in ("utt01", "multi"):
         want = engine_tokens(paraformer_engine, clips[clip], options, stride)
         assert engine_tokens(engine, clips[clip], options, stride) == want, clip
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_host_cif_gives_funasrs_fires_on_cuda_bit_for_bit(dtype):
+    """FunASR's CIF loop on the GPU and `cif_fires` (the loop on the host) agree exactly."""
+    from streaming.engines import funasr_adapter
+    from streaming.engines.paraformer_timestamps import cif_fires
+    from tests.streaming.engines.test_paraformer_timestamps import THRESHOLD, random_weights
+
+    weights = random_weights(3, 400, dtype).cuda()
+    mine = cif_fires(weights, THRESHOLD)
+    theirs = funasr_adapter.cif_wo_hidden(weights, THRESHOLD)
+    assert mine.device == theirs.device and mine.dtype == theirs.dtype
+    assert torch.equal(mine, theirs)

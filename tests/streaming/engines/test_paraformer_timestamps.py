@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from streaming.engines import funasr_adapter
-from streaming.engines.paraformer_timestamps import batched_upsample_timestamps, supports
+from streaming.engines.paraformer_timestamps import batched_upsample_timestamps, cif_fires, supports
 
 LENGTHS = [37, 12, 50, 3]  # encoder frames; the longest sets the batch's padding
 TOKENS = [5.0, 2.0, 9.0, 1.0]
@@ -55,3 +55,49 @@ def test_funasrs_padded_batch_does_not(paraformer_engine):
     worst = max((padded[2][i, : singles[i][2].shape[1]] - singles[i][2][0]).abs().max()
                 for i in shorter)
     assert worst > 10 * TOLERANCE  # observed 2e-4 on the tiny model
+
+
+# ---- the CIF on the host -------------------------------------------------------------
+
+THRESHOLD = 1.0 - 1e-4  # what FunASR's timestamp code passes
+
+
+def random_weights(rows: int, steps: int, dtype: torch.dtype) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(rows * 1000 + steps)
+    weights = torch.rand(rows, steps, generator=generator) * 0.7
+    weights[:, 0] = THRESHOLD  # a sum exactly at the threshold fires
+    return weights.to(dtype)
+
+
+def test_host_cif_gives_funasrs_fires_bit_for_bit():
+    for rows, steps in ((1, 750), (5, 120)):
+        for dtype in (torch.float32, torch.float16):
+            weights = random_weights(rows, steps, dtype)
+            mine = cif_fires(weights, THRESHOLD)
+            theirs = funasr_adapter.cif_wo_hidden(weights, THRESHOLD)
+            assert mine.dtype == theirs.dtype and mine.device == theirs.device
+            assert torch.equal(mine, theirs), (rows, steps, dtype)
+            assert (mine >= THRESHOLD).sum() > steps * rows // 4  # it fired, and often
+
+
+def test_funasrs_timestamp_fallback_gives_the_same_stamps_with_the_host_cif(monkeypatch):
+    """FunASR reruns CIF when the fires miss the token count (here: one token
+    too many). Its stamps are the same with `timestamps_cif_on_host`."""
+    from funasr.utils import timestamp_tools
+
+    weights = random_weights(1, 300, torch.float32)[0]
+    peaks = funasr_adapter.cif_wo_hidden(weights[None], THRESHOLD)[0]
+    tokens = [f"w{i}" for i in range(int((peaks >= THRESHOLD).sum()) + 1)]  # a mismatch
+
+    def stamps():
+        return timestamp_tools.ts_prediction_lfr6_standard(weights.clone(), peaks.clone(),
+                                                           list(tokens))
+
+    # FunASR's loop (the same code as its timestamp module's own copy, which
+    # loading a final pass in another test may have replaced already)
+    monkeypatch.setattr(timestamp_tools, "cif_wo_hidden", funasr_adapter.cif_wo_hidden)
+    theirs = stamps()
+    funasr_adapter.timestamps_cif_on_host()
+    assert timestamp_tools.cif_wo_hidden is cif_fires
+    mine = stamps()
+    assert mine == theirs and len(theirs[1]) == len(tokens)
