@@ -18,8 +18,10 @@
 #   5. "online3": the online sweep at COUNTS_ONLINE3 with three repeats (a median);
 #   6. "2pass-thread": 2pass with the final pass on a thread of the engine
 #      process, for the comparison;
-#   7. Conv1d on cuDNN at COUNTS_CONV for comparison, and the batch-1 baseline;
-#   8. "files": bench/batch_files.py (issue 15) on the GPU.
+#   7. "2pass-profile": 2pass at N_2PASS_PROFILE streams with py-spy on the server
+#      and its child processes (bench/gpu_profile.sh): where the final pass's time goes;
+#   8. Conv1d on cuDNN at COUNTS_CONV for comparison, and the batch-1 baseline;
+#   9. "files": bench/batch_files.py (issue 15) on the GPU.
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here; STAGES="2pass"
@@ -32,7 +34,7 @@ DTYPE=${DTYPE-float16}  # of the profile stage; DTYPE= for a dry run on the CPU
 SIZE=${SIZE:-large}
 MODELS=${MODELS:-/tmp/models-$SIZE}
 DURATION=${DURATION:-10}
-STAGES=${STAGES:-tests step profile online 2pass online3 2pass-thread conv batch1}  # a subset reruns part of it
+STAGES=${STAGES:-tests step profile online 2pass online3 2pass-thread 2pass-profile conv batch1}  # a subset reruns part of it
 BEST=${BEST:-}  # FSMN variant for the load sweeps; default: what the step stage found cheapest
 mkdir -p "$OUT"
 want() { [[ " $STAGES " == *" $1 "* ]]; }
@@ -104,6 +106,13 @@ want online3 && load "online-workers-$BEST-x3" "${CAP_ONLINE3:-110}" --mode onli
 want 2pass-thread && load "2pass-workers-native-finals-thread" "${CAP_2PASS_THREAD:-70}" \
     --mode 2pass --configs workers-gpu-fp16-native-finals-thread \
     --counts "${COUNTS_2PASS_THREAD:-500}"
+if want 2pass-profile; then
+    log "2pass profile at ${N_2PASS_PROFILE:-1000} streams"
+    OUT="$OUT/results/2pass-profile" N=${N_2PASS_PROFILE:-1000} MODE=2pass SPY_S=8 \
+        SPY_SUBPROCESSES=1 MODELS=$MODELS CONFIG="${PROFILE_CONFIG:-$(cfg "$BEST")}" NO_WHEELS=1 \
+        timeout "$(cap 130)" bash "$(dirname "$0")/gpu_profile.sh" 2>&1 | tail -3
+    pkill -f "server.cli serve.*$MODELS"; pack
+fi
 want conv && [ "$BEST" != conv ] && load online-workers-conv 60 --mode online --configs workers-gpu-fp16-conv \
     --counts "${COUNTS_CONV:-500}"
 want batch1 && load online-batch1 60 --mode online --configs batch1 --counts "${COUNTS_BATCH1:-8}"
