@@ -41,6 +41,7 @@ _REQUIRED = (
     ("funasr.download.name_maps_from_hub", "name_maps_hf"),
     ("funasr.utils.load_utils", "extract_fbank"),
     ("funasr.models.bicif_paraformer.cif_predictor", "cif_wo_hidden"),
+    ("funasr.models.bicif_paraformer.cif_predictor", "cif"),
     ("funasr.utils.timestamp_tools", "cif_wo_hidden"),
 )
 # What the batched online runner reads from ParaformerStreaming's modules
@@ -285,6 +286,20 @@ def cif_wo_hidden(alphas: Any, threshold: float) -> Any:
     return funasr_cif(alphas, threshold)
 
 
+def cif_with_hidden(hidden: Any, alphas: Any, threshold: float) -> Any:
+    """FunASR's CIF over encoder frames: (acoustic embeddings, fires)."""
+    from funasr.models.bicif_paraformer.cif_predictor import cif as funasr_cif
+
+    return funasr_cif(hidden, alphas, threshold)
+
+
+# The token predictors whose `calc_predictor` `paraformer_timestamps.predict_tokens`
+# reproduces: CifPredictorV3 under these models' `calc_predictor` (four of five outputs).
+_PREDICTOR_WITHOUT_TIMESTAMPS = ("CifPredictorV3",)
+_CALC_PREDICTOR_FOUR_OUTPUTS = ("SeacoParaformer.calc_predictor",
+                                "BiCifParaformer.calc_predictor")
+
+
 def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
     """Make the offline model's timestamp head give each utterance of a batch
     what it gives that utterance alone.
@@ -297,7 +312,9 @@ def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
     `paraformer_timestamps` reproduces it (and `batched`), else one utterance
     at a time. Models without the head (no timestamps) are left as they are.
     With the head, FunASR's own timestamp CIF moves to the host too
-    (`timestamps_cif_on_host`).
+    (`timestamps_cif_on_host`), and where the batched head runs, the token
+    predictor (`calc_predictor`) no longer runs the head's BLSTM for an output
+    FunASR drops (`paraformer_timestamps.predict_tokens`).
     """
     from streaming.engines import paraformer_timestamps
 
@@ -309,6 +326,15 @@ def batch_invariant_timestamps(model: Any, batched: bool = True) -> None:
     funasrs = method.__get__(net)
     predictor = net.predictor
     if batched and paraformer_timestamps.supports(predictor):
+        calc = getattr(type(net), "calc_predictor", None)
+        if (type(predictor).__name__ in _PREDICTOR_WITHOUT_TIMESTAMPS
+                and getattr(calc, "__qualname__", "") in _CALC_PREDICTOR_FOUR_OUTPUTS):
+            def tokens_only(encoder_out, encoder_out_lens):
+                return paraformer_timestamps.predict_tokens(predictor, encoder_out,
+                                                            encoder_out_lens)
+
+            net.calc_predictor = tokens_only
+
         def together(encoder_out, encoder_out_lens, token_num):
             return paraformer_timestamps.batched_upsample_timestamps(
                 predictor, encoder_out, encoder_out_lens, token_num)

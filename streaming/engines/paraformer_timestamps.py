@@ -16,6 +16,11 @@ utterance alone), the transposed conv does not overlap frames (kernel =
 stride), the BLSTM gets packed sequences of each utterance's own length, and
 the weights past the end are masked as FunASR masks them.
 
+The token predictor of the same models (CifPredictorV3's `forward`) also runs
+the head's upsampling and BLSTM over the padded batch, for a token count that
+inference drops (`calc_predictor` keeps four of its five outputs).
+`predict_tokens` gives those four without it: the BLSTM ran twice per final batch.
+
 The CIF over the weights (`cif_fires`) runs on the host, also for FunASR's own
 timestamp code (funasr_adapter.batch_invariant_timestamps): FunASR loops over
 the steps with a few tensor operations each, and on a GPU every one of them is
@@ -95,3 +100,28 @@ def cif_fires(alphas: Tensor, threshold: float) -> Tensor:
                 total = total - limit
         out[:] = sums
     return torch.from_numpy(fires).to(alphas.device)
+
+
+def predict_tokens(predictor: Any, encoder_out: Tensor,
+                   lengths: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """`calc_predictor` of SeACo/BiCif Paraformer at inference: (acoustic embeddings,
+    token counts, weights, CIF peaks), the same operations in the same order as
+    CifPredictorV3's `forward` without its timestamp branch, whose output
+    `calc_predictor` drops."""
+    frames = encoder_out.shape[1]
+    mask = (torch.arange(frames, device=encoder_out.device)[None, :] < lengths[:, None])
+    context = encoder_out.transpose(1, 2)
+    conv = torch.relu(predictor.cif_conv1d(predictor.pad(context))).transpose(1, 2)
+    alphas = torch.sigmoid(predictor.cif_output(conv))
+    alphas = torch.nn.functional.relu(alphas * predictor.smooth_factor
+                                      - predictor.noise_threshold)
+    weights_mask = mask[:, :, None].float()
+    alphas = (alphas * weights_mask).squeeze(-1)
+    token_num = alphas.sum(-1)
+    if predictor.tail_threshold > 0.0:
+        encoder_out, alphas, token_num = predictor.tail_process_fn(
+            encoder_out, alphas, token_num, mask=weights_mask.squeeze(-1))
+    embeds, peaks = funasr_adapter.cif_with_hidden(encoder_out, alphas, predictor.threshold)
+    if predictor.tail_threshold > 0.0:
+        embeds = embeds[:, : int(torch.max(token_num).type(torch.int32).item()), :]
+    return embeds, token_num, alphas, peaks

@@ -101,3 +101,26 @@ def test_funasrs_timestamp_fallback_gives_the_same_stamps_with_the_host_cif(monk
     assert timestamp_tools.cif_wo_hidden is cif_fires
     mine = stamps()
     assert mine == theirs and len(theirs[1]) == len(tokens)
+
+
+# ---- the token predictor without the timestamp branch --------------------------------
+
+
+def test_token_predictor_gives_funasrs_outputs_without_the_blstm(paraformer_engine, monkeypatch):
+    """`predict_tokens` (installed as the loaded model's `calc_predictor`) gives
+    FunASR's four outputs bit for bit on a padded batch, and its BLSTM does not run."""
+    net = funasr_adapter.network(paraformer_engine.offline)
+    assert net.calc_predictor.__name__ == "tokens_only"  # installed with the final pass
+    out, lengths, _ = encoder_outputs(net)
+    with torch.inference_mode():
+        theirs = type(net).calc_predictor(net, out, lengths)  # FunASR's own method
+        monkeypatch.setattr(net.predictor.blstm, "forward", _must_not_run)
+        mine = net.calc_predictor(out, lengths)
+    assert len(mine) == len(theirs) == 4
+    for m, t in zip(mine, theirs):
+        assert m.shape == t.shape and torch.equal(m, t)
+    assert theirs[0].shape[1] > 0  # tokens were predicted
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("the token predictor ran the timestamp head's BLSTM")
