@@ -55,17 +55,25 @@ def main() -> None:
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--batch-sizes", default="1,8,32")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--configs", default=",".join(CONFIGS),
+                        help=f"comma-separated, of {', '.join(CONFIGS)}")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--json", type=Path, default=ROOT / "bench" / "out" / "final_pass.json")
     args = parser.parse_args()
+    configs = args.configs.split(",")
+    if unknown := set(configs) - set(CONFIGS):
+        parser.error(f"unknown configs: {', '.join(sorted(unknown))}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     clips = [soundfile.read(ROOT / "tests" / "data" / f"utt0{i}.wav", dtype="float32")[0]
              for i in range(1, 6)]
-    passes = {name: load_final_pass(args.model_dir, name) for name in CONFIGS}
+    passes = {name: load_final_pass(args.model_dir, name) for name in configs}
     rows = []
     for size in (int(b) for b in args.batch_sizes.split(",")):
         batch = [FinalRequest(clips[i % len(clips)], StreamOptions()) for i in range(size)]
         for final_pass in passes.values():
             final_pass.finalize(batch)  # warm-up
-        times: dict[str, list[float]] = {name: [] for name in CONFIGS}
+        times: dict[str, list[float]] = {name: [] for name in configs}
         for _ in range(args.repeat):
             for name, final_pass in passes.items():
                 start = time.perf_counter()
@@ -75,11 +83,12 @@ def main() -> None:
                                  for name, t in times.items()}, "runs_ms": times}
         rows.append(row)
         print(f"batch {size:>3}: " + ", ".join(
-            f"{name} {row[f'{name}_ms_per_utterance']:.1f}" for name in CONFIGS)
+            f"{name} {row[f'{name}_ms_per_utterance']:.1f}" for name in configs)
             + " ms per utterance", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "command": "python -m bench.final_pass_bench " + " ".join(sys.argv[1:]),
+        "code": str(Path(sys.modules["streaming"].__file__).parents[1]),
         "machine": {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "processor": platform.processor(), "torch": torch.__version__},
         "rows": rows}, indent=2))
