@@ -26,6 +26,7 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -68,21 +69,32 @@ def vary_size(batch: int, tick: int) -> int:
     return batch - (tick * 37) % max(1, batch // 4)
 
 
-def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
-                 vary: bool = False) -> Row:
+def streams(engine, audio: np.ndarray, batch: int) -> Callable[[int, int], None]:
+    """`batch` fresh streams of real speech, and `step(tick, size)`: one stride
+    for the first `size` of them (the rest wait)."""
     options = StreamOptions()
     stride = engine.chunk_samples(options)
     states = [engine.new_stream(options) for _ in range(batch)]
-    rows_stepped = [0]
 
-    def one_tick(tick: int) -> None:
-        # with vary, a live server's shape: each step a new batch size (the rest wait)
-        size = vary_size(batch, tick) if vary and tick >= WARMUP_STRIDES else batch
+    def step(tick: int, size: int) -> None:
         results = engine.step(
             [ChunkRequest(s, piece(audio, i, tick, stride), False)
              for i, s in enumerate(states[:size])]
         )
         states[:size] = [r.state for r in results]
+
+    return step
+
+
+def bench_engine(engine, audio: np.ndarray, batch: int, ticks: int, config: str,
+                 vary: bool = False) -> Row:
+    step = streams(engine, audio, batch)
+    rows_stepped = [0]
+
+    def one_tick(tick: int) -> None:
+        # with vary, a live server's shape: each step a new batch size (the rest wait)
+        size = vary_size(batch, tick) if vary and tick >= WARMUP_STRIDES else batch
+        step(tick, size)
         rows_stepped[0] += size
 
     for tick in range(WARMUP_STRIDES):
@@ -112,17 +124,9 @@ def profile_step(engine, audio: np.ndarray, batch: int) -> dict:
     operator dispatch), and a bigger GPU cannot make it faster."""
     from torch.profiler import ProfilerActivity, profile
 
-    options = StreamOptions()
-    stride = engine.chunk_samples(options)
-    states = [engine.new_stream(options) for _ in range(batch)]
-
-    def one_tick(tick: int) -> None:
-        results = engine.step([ChunkRequest(s, piece(audio, i, tick, stride), False)
-                               for i, s in enumerate(states)])
-        states[:] = [r.state for r in results]
-
+    step = streams(engine, audio, batch)
     for tick in range(WARMUP_STRIDES):
-        one_tick(tick)
+        step(tick, batch)
     device = engine.runner.device
     activities = [ProfilerActivity.CPU]
     if device.type == "cuda":
@@ -130,7 +134,7 @@ def profile_step(engine, audio: np.ndarray, batch: int) -> dict:
     _sync(device)
     with profile(activities=activities) as prof:
         start = time.perf_counter()
-        one_tick(WARMUP_STRIDES)
+        step(WARMUP_STRIDES, batch)
         _sync(device)
         wall = time.perf_counter() - start
     events = prof.events()

@@ -138,7 +138,8 @@ def encoder_layer_chunk(
 
 
 def cif_alphas(predictor: torch.nn.Module, hidden: Tensor) -> Tensor:
-    """The per-frame weights of `CifPredictorV2.forward_chunk`, (B, T)."""
+    """The per-frame weights of `CifPredictorV2.forward_chunk`, (B, T); the same
+    operations give CifPredictorV3's token weights (before its mask)."""
     context = hidden.transpose(1, 2)
     output = torch.relu(predictor.cif_conv1d(predictor.pad(context))).transpose(1, 2)
     alphas = torch.sigmoid(predictor.cif_output(output))

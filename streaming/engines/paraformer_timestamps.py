@@ -38,6 +38,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from streaming.engines import funasr_adapter
+from streaming.engines.paraformer_layers import cif_alphas
 
 
 def supports(predictor: Any) -> bool:
@@ -109,18 +110,12 @@ def predict_tokens(predictor: Any, encoder_out: Tensor,
     CifPredictorV3's `forward` without its timestamp branch, whose output
     `calc_predictor` drops."""
     frames = encoder_out.shape[1]
-    mask = (torch.arange(frames, device=encoder_out.device)[None, :] < lengths[:, None])
-    context = encoder_out.transpose(1, 2)
-    conv = torch.relu(predictor.cif_conv1d(predictor.pad(context))).transpose(1, 2)
-    alphas = torch.sigmoid(predictor.cif_output(conv))
-    alphas = torch.nn.functional.relu(alphas * predictor.smooth_factor
-                                      - predictor.noise_threshold)
-    weights_mask = mask[:, :, None].float()
-    alphas = (alphas * weights_mask).squeeze(-1)
+    valid = (torch.arange(frames, device=encoder_out.device)[None, :] < lengths[:, None]).float()
+    alphas = cif_alphas(predictor, encoder_out) * valid  # the online predictor's weights
     token_num = alphas.sum(-1)
     if predictor.tail_threshold > 0.0:
         encoder_out, alphas, token_num = predictor.tail_process_fn(
-            encoder_out, alphas, token_num, mask=weights_mask.squeeze(-1))
+            encoder_out, alphas, token_num, mask=valid)
     embeds, peaks = funasr_adapter.cif_with_hidden(encoder_out, alphas, predictor.threshold)
     if predictor.tail_threshold > 0.0:
         embeds = embeds[:, : int(torch.max(token_num).type(torch.int32).item()), :]
