@@ -52,6 +52,7 @@ from streaming.engines.paraformer_layers import (
     cif_alphas,
     cif_fire,
     decoder_layer_chunk,
+    decoder_tokens,
     encoder_layer_chunk,
     key_mask,
 )
@@ -299,10 +300,14 @@ class BatchedStreamingParaformer:
         mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames,
                         dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
+        # Each layer's new look-back is copied out at once, so that its [look-back | new]
+        # keys and values are freed before the next layer.
         new_kv = torch.empty_like(kv)
-        for i, layer in enumerate(self._enc_layers):
-            x, new_kv[:, i, 0], new_kv[:, i, 1] = encoder_layer_chunk(
-                layer, x, kv[:, i], mask, keep, fsmn_mask, q_k_v if i == 0 else None)
+        layers = zip(self._enc_layers, kv.unbind(1), new_kv.unbind(1))
+        for i, (layer, layer_kv, layer_new_kv) in enumerate(layers):
+            x, window = encoder_layer_chunk(
+                layer, x, layer_kv, mask, keep, fsmn_mask, q_k_v if i == 0 else None)
+            layer_new_kv.copy_(window)
         if self.model.encoder.normalize_before:
             x = self.model.encoder.after_norm(x)
         if fsmn_mask is not None:
@@ -396,22 +401,30 @@ class BatchedStreamingParaformer:
         decoder = self.model.decoder
         index = torch.tensor(slots, device=self.device)
         state = pool.gather(index, ("dec_fsmn", "dec_kv", "dec_fill", "dec_started"))
-        token_valid = (torch.arange(embeds.shape[1], device=self.device)[None, :]
-                       < counts[:, None])[:, :, None]
-        started = state["dec_started"][:, None, None]
         fsmn, kv, fill = state["dec_fsmn"], state["dec_kv"], state["dec_fill"]
         width = kv.shape[4]
         host_fill = pool.dec_fill[slots]
+        # A row has started once it has decoded (its look-back filled): then every
+        # FSMN reads its cache, and none needs FunASR's first-call padding.
+        started = None if host_fill.min() > 0 else state["dec_started"][:, None, None]
+        tokens = decoder_tokens(started, counts, embeds.shape[1], fsmn.shape[2], fsmn.shape[3] + 1)
         mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
                         memory.shape[1], dtype=memory.dtype, every_row_has_a_key=has_frames)
         new_fsmn, new_kv = torch.empty_like(fsmn), torch.empty_like(kv)
         x = embeds
-        for i, layer in enumerate(self._att_layers):
-            x, new_fsmn[:, i], (new_kv[:, i, 0], new_kv[:, i, 1]) = decoder_layer_chunk(
-                layer, x, memory, (fsmn[:, i], started, counts, token_valid), kv[:, i], mask)
-        for j, layer in enumerate(self._fsmn_only_layers, start=len(self._att_layers)):
-            x, new_fsmn[:, j], _ = decoder_layer_chunk(
-                layer, x, memory, (fsmn[:, j], started, counts, token_valid), None, None)
+        fsmn_rows, new_fsmn_rows = fsmn.unbind(1), new_fsmn.unbind(1)
+        layers = zip(self._att_layers, fsmn_rows, new_fsmn_rows, kv.unbind(1), new_kv.unbind(1))
+        for layer, layer_fsmn, layer_new_fsmn, layer_kv, layer_new_kv in layers:
+            x, fsmn_state, window = decoder_layer_chunk(
+                layer, x, memory, (layer_fsmn, tokens), layer_kv, mask)
+            layer_new_fsmn.copy_(fsmn_state)
+            layer_new_kv.copy_(window)
+        skip = len(self._att_layers)
+        for layer, layer_fsmn, layer_new_fsmn in zip(
+                self._fsmn_only_layers, fsmn_rows[skip:], new_fsmn_rows[skip:]):
+            x, fsmn_state, _ = decoder_layer_chunk(
+                layer, x, memory, (layer_fsmn, tokens), None, None)
+            layer_new_fsmn.copy_(fsmn_state)
         for layer in self._plain_layers:
             x = layer.forward_chunk(x, memory)[0]
         if decoder.normalize_before:

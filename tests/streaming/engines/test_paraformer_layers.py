@@ -11,7 +11,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from streaming.engines.paraformer_layers import attend, key_mask
+from streaming.engines.paraformer_layers import (
+    attend,
+    decoder_layer_chunk,
+    decoder_tokens,
+    encoder_layer_chunk,
+    key_mask,
+)
 
 BATCH, FRAMES, WIDTH = 6, 20, 40
 
@@ -60,3 +66,51 @@ def test_a_row_without_real_keys_gets_funasr_result_not_nan(attentions):
         funasr = attn.forward_attention(values, scores, mask.ones)
     assert torch.isfinite(mine).all()
     assert torch.equal(mine, funasr)
+
+
+# ---- whole layers against FunASR's own forward_chunk -------------------------------------
+
+CHUNK = (5, 10, 5)
+LOOK_BACK = 4
+
+
+def test_encoder_layer_is_bit_for_bit_funasr_forward_chunk(paraformer_engine):
+    """A full look-back, no mask: the batched layer (no dropout calls, keys and values
+    joined by one cat) gives FunASR's output and next look-back, the same bits."""
+    layer = paraformer_engine.online.model.encoder.encoders[0]
+    attn = layer.self_attn
+    generator = torch.Generator().manual_seed(11)
+    frames, width = sum(CHUNK), LOOK_BACK * CHUNK[1]
+    x = torch.randn(BATCH, frames, layer.size, generator=generator)
+    kv = torch.randn(BATCH, 2, attn.h, width, attn.d_k, generator=generator)
+    keep = frames - CHUNK[2]
+    with torch.inference_mode():
+        mine, window = encoder_layer_chunk(layer, x, kv, None, keep)
+        cache = {"k": kv[:, 0].clone(), "v": kv[:, 1].clone()}
+        funasr, cache = layer.forward_chunk(x, cache, list(CHUNK), LOOK_BACK)
+    assert torch.equal(mine, funasr)
+    assert torch.equal(window[:, 0], cache["k"]) and torch.equal(window[:, 1], cache["v"])
+
+
+def test_decoder_layer_is_bit_for_bit_funasr_forward_chunk(paraformer_engine):
+    """Every row started, the same token count: output, FSMN memory and cross-attention
+    look-back equal FunASR's (its FSMN cache kept whole, ours as its last K-1 columns)."""
+    layer = paraformer_engine.online.model.decoder.decoders[0]
+    fsmn, cross = layer.self_attn, layer.src_attn
+    generator = torch.Generator().manual_seed(12)
+    tokens, frames, width, dim = 3, sum(CHUNK), CHUNK[1], layer.size
+    x = torch.randn(BATCH, tokens, dim, generator=generator)
+    memory = torch.randn(BATCH, frames, dim, generator=generator)
+    fsmn_cache = torch.randn(BATCH, dim, fsmn.kernel_size - 1 + 2, generator=generator)
+    kv = torch.randn(BATCH, 2, cross.h, width, cross.d_k, generator=generator)
+    state = fsmn_cache[:, :, -(fsmn.kernel_size - 1) :]
+    counts = torch.full((BATCH,), tokens)
+    with torch.inference_mode():
+        step = decoder_tokens(None, counts, tokens, dim, fsmn.kernel_size)
+        mine, new_state, window = decoder_layer_chunk(layer, x, memory, (state, step), kv, None)
+        opt = {"k": kv[:, 0].clone(), "v": kv[:, 1].clone()}
+        funasr, _, new_cache, opt = layer.forward_chunk(
+            x, memory, fsmn_cache.clone(), opt, list(CHUNK), 1)
+    assert torch.equal(mine, funasr)
+    assert torch.equal(new_state, new_cache[:, :, -(fsmn.kernel_size - 1) :])
+    assert torch.equal(window[:, 0], opt["k"]) and torch.equal(window[:, 1], opt["v"])

@@ -161,7 +161,7 @@ def test_pool_doubles_and_reuses_slots_of_ended_and_dropped_streams(plain_run):
 def test_bucketed_batches_give_the_same_tokens(paraformer_engine, schedule, plain_run):
     engine = fresh_engine(paraformer_engine, bucket_batches=True)
     sizes: set[int] = set()
-    first = engine.model.encoder.encoders0[0].feed_forward
+    first = engine.model.encoder.encoders0[0].feed_forward.w_1
     hook = first.register_forward_hook(lambda mod, args, out: sizes.add(args[0].shape[0]))
     try:
         bucketed = run(engine, schedule)
