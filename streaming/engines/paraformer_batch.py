@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streaming.engines.paraformer_cif import cif_fire
 from streaming.engines.paraformer_layers import (
     attention_projection,
     cif_alphas,
-    cif_fire,
     decoder_layer_chunk,
     decoder_tokens,
     encoder_layer_chunk,
@@ -245,8 +245,8 @@ class BatchedStreamingParaformer:
         index = torch.tensor(slots, device=self.device)
         has_frames = _has_frames(batch)
         enc, frames_valid = self._encode(batch, n, pool, slots, index, has_frames)
-        embeds, counts = self._predict(batch, n, pool, index, enc, frames_valid)
-        n_tokens = counts.tolist()[:n]  # the one sync: the decoder's shapes depend on it
+        embeds, host_counts = self._predict(batch, n, pool, index, enc, frames_valid)
+        n_tokens = host_counts.tolist()[:n]  # the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]
         firing = [i for i, k in enumerate(n_tokens) if k > 0]
         if not firing:  # FunASR skips the decoder (and leaves its caches) without tokens
@@ -258,7 +258,8 @@ class BatchedStreamingParaformer:
             n_max = min(bucket_size(n_max), embeds.shape[1])
         dec_ids = self._decode(
             pool, [slots[i] for i in picked], len(firing), enc.index_select(0, pick),
-            embeds.index_select(0, pick)[:, :n_max], counts.index_select(0, pick),
+            embeds.index_select(0, pick)[:, :n_max],
+            torch.from_numpy(host_counts[picked]).to(self.device),
             None if frames_valid is None else frames_valid.index_select(0, pick),
             has_frames,
         ).tolist()
@@ -364,8 +365,8 @@ class BatchedStreamingParaformer:
     def _predict(
         self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, enc: Tensor,
         frames_valid: Tensor | None,
-    ) -> tuple[Tensor, Tensor]:
-        """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts)."""
+    ) -> tuple[Tensor, np.ndarray]:
+        """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts on the host)."""
         predictor = self.model.predictor
         chunk = batch[0].handle.chunk_size
         state = pool.gather(index, ("cif_alpha", "cif_hidden"))
@@ -380,11 +381,14 @@ class BatchedStreamingParaformer:
             state["cif_hidden"][:, None], enc.float(),
             torch.zeros(batch_size, 1, enc.shape[2], device=self.device),
         ), dim=1)
-        valid = torch.ones_like(alphas, dtype=torch.bool)
+        # The walk runs on the host (paraformer_cif): the step's one wait for the device.
+        valid = np.ones(alphas.shape, bool)
         if frames_valid is not None:  # skip padding: the tail follows the last real frame
-            valid[:, 1:-1] = frames_valid
-        valid[:, -1] = final
-        embeds, counts, integrate, carried = cif_fire(predictor.threshold, hidden, alphas, valid)
+            valid[:, 1:-1] = np.arange(enc.shape[1])[None, :] < np.array(
+                [r.frames for r in batch])[:, None]
+        valid[:, -1] = [r.is_final for r in batch]
+        embeds, counts, integrate, carried = cif_fire(
+            predictor.threshold, hidden, alphas.cpu().numpy(), valid)
         pool.scatter(index[:n], {"cif_alpha": integrate[:n], "cif_hidden": carried[:n]})
         return embeds.to(enc.dtype), counts
 

@@ -14,8 +14,8 @@ hides part of a batch, the mask is added to the scores (`attend`: the same bits)
   and then the operations are exactly FunASR's.
 - the decoder's FSMN memory is kept as its last `kernel_size - 1` columns,
   which is all FunASR's growing cache ever contributes to the next call.
-- the CIF integrate-and-fire loop runs over time only, vectorised over the
-  batch with `torch.where`, in the same float order as FunASR's scalar loop.
+- the CIF integrate-and-fire walk is paraformer_cif's: its recurrence on the
+  host, its sums on the device, in FunASR's float order.
 
 The layers run FunASR's arithmetic with fewer operator calls than its methods
 make: a step on a GPU waits on the host, not on the kernels (bench/RESULTS.md,
@@ -176,40 +176,6 @@ def cif_alphas(predictor: torch.nn.Module, hidden: Tensor) -> Tensor:
         alphas * predictor.smooth_factor - predictor.noise_threshold
     )
     return alphas.squeeze(-1)
-
-
-def cif_fire(
-    threshold: float, hidden: Tensor, alphas: Tensor, valid: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Integrate and fire over time for a batch.
-
-    hidden (B, L, D), alphas (B, L), valid (B, L) bool. Returns the fired
-    frames compacted to the left (B, max_tokens, D, zero padded), the token
-    counts (B,), and the carried integrate (B,) and hidden (B, D).
-    Same float operations, in the same order, as FunASR's scalar loop.
-    """
-    batch, length, dim = hidden.shape
-    integrate = torch.zeros(batch, dtype=alphas.dtype, device=alphas.device)
-    frames = torch.zeros(batch, dim, dtype=hidden.dtype, device=hidden.device)
-    fired_frames, fires = [], []
-    for t in range(length):
-        alpha, h, ok = alphas[:, t], hidden[:, t], valid[:, t]
-        fire = ok & ~(alpha + integrate < threshold)
-        summed = integrate + alpha
-        fired_frames.append(frames + (threshold - integrate)[:, None] * h)
-        fires.append(fire)
-        rest = summed - threshold
-        next_frames = torch.where(fire[:, None], rest[:, None] * h, frames + alpha[:, None] * h)
-        frames = torch.where(ok[:, None], next_frames, frames)
-        integrate = torch.where(fire, rest, torch.where(ok, summed, integrate))
-    fired = torch.stack(fires, dim=1)
-    counts = fired.sum(dim=1)
-    # Stable sort puts each row's fired frames first, in time order.
-    order = torch.argsort((~fired).to(torch.int8), dim=1, stable=True)
-    frames_all = torch.stack(fired_frames, dim=1)
-    embeds = torch.gather(frames_all, 1, order[:, :, None].expand(-1, -1, dim))
-    carried = torch.where((integrate > 0.0)[:, None], frames / integrate[:, None], frames)
-    return embeds, counts, integrate, carried
 
 
 @dataclass

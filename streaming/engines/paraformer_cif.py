@@ -1,0 +1,150 @@
+"""The online pass's CIF integrate-and-fire for a batch (docs/design.md §6).
+
+FunASR's `CifPredictorV2.forward_chunk` walks each stream's frames one by one:
+it adds each frame's weight to a running integrate, and when that reaches the
+threshold it fires a token whose embedding is the weighted sum of the frames
+since the last fire. Walked as a batch on the device, that is some 25 operator
+calls per frame, and on a GPU each is host time (bench/RESULTS.md, tenth session).
+
+Here the walk is split in two:
+- the integrate is a scalar per stream: its recurrence runs on the host over
+  float32 arrays (`walk`), which round every addition and subtraction exactly as
+  the device does, so the fires and weights are FunASR's;
+- the embeddings are sums of weighted frames, and each token's sum must add its
+  frames in FunASR's order to give its values: `embed` lays out every token's
+  terms and adds them in step with one another, as many steps as the longest
+  token has frames (a few, where FunASR's walk takes one step per frame). A
+  frame of weight 0 (silence) is left out: adding its zero changes no value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Walk:
+    """The host side of CIF over (B, L) steps: per step, `add` weighs the frame into
+    the current token (at a fire, the part that completes it), `rest` the part that
+    starts the next token, `fired` marks fires; `integrate` (B,) is carried on."""
+
+    add: np.ndarray
+    rest: np.ndarray
+    fired: np.ndarray
+    integrate: np.ndarray
+
+    @property
+    def counts(self) -> np.ndarray:
+        return self.fired.sum(axis=1)
+
+
+def walk(threshold: float, alphas: np.ndarray, valid: np.ndarray) -> Walk:
+    """The integrate's recurrence, vectorised over rows: FunASR's float32 operations
+    in its order. alphas (B, L) float32, valid (B, L) bool (invalid steps are skipped)."""
+    th = np.float32(threshold)
+    batch, length = alphas.shape
+    integrate = np.zeros(batch, np.float32)
+    add = np.empty((batch, length), np.float32)
+    rest = np.empty((batch, length), np.float32)
+    fired = np.empty((batch, length), bool)
+    for t in range(length):
+        alpha, ok = alphas[:, t], valid[:, t]
+        fire = ok & ~(alpha + integrate < th)
+        summed = integrate + alpha
+        rest[:, t] = summed - th
+        add[:, t] = np.where(fire, th - integrate, alpha)
+        fired[:, t] = fire
+        integrate = np.where(fire, rest[:, t], np.where(ok, summed, integrate))
+    return Walk(add, rest, fired, integrate)
+
+
+@dataclass
+class Terms:
+    """Every token's weighted frames, (B, K, S): token k of row b is the sum, in
+    order, of weight[b, k, s] * hidden[b, frame[b, k, s]] over the present s; a
+    `fresh` first term starts the sum, any other is added to zero first, as in
+    FunASR's walk. Token `counts[b]` of a row is the part carried to its next chunk."""
+
+    frame: np.ndarray
+    weight: np.ndarray
+    present: np.ndarray
+    fresh: np.ndarray
+
+
+def terms(w: Walk, valid: np.ndarray) -> Terms:
+    """Each step of a row adds its frame to the token being integrated; a fire also
+    starts the next token with the frame's rest. Laid out per token, in step order."""
+    batch, length = valid.shape
+    # Two slots per step: the frame's part of the current token, then, at a fire,
+    # its rest as the first term of the next token.
+    weight = np.stack((w.add, w.rest), axis=2).reshape(batch, 2 * length)
+    # A frame of weight 0 adds a zero, which changes no sum (only, at most, a zero's
+    # sign): silent frames are skipped, so a token has as many terms as frames it spans.
+    present = np.stack((valid, w.fired), axis=2).reshape(batch, 2 * length) & (weight != 0)
+    before = np.cumsum(w.fired, axis=1) - w.fired  # fires before each step
+    token = np.stack((before, before + 1), axis=2).reshape(batch, 2 * length)
+    rows, slots = np.nonzero(present)  # row-major: each row's slots in step order
+    tokens = token[rows, slots]
+    order = np.arange(len(rows))
+    starts = np.ones(len(rows), bool)
+    starts[1:] = (rows[1:] != rows[:-1]) | (tokens[1:] != tokens[:-1])
+    position = order - np.maximum.accumulate(np.where(starts, order, 0))
+    # Token counts[b] (the carried part) exists in every row, with terms or without.
+    last = int(max(tokens.max(initial=0), (before[:, -1] + w.fired[:, -1]).max()))
+    shape = (batch, last + 1, int(position.max(initial=0)) + 1)
+    out = Terms(np.zeros(shape, np.int64), np.zeros(shape, np.float32),
+                np.zeros(shape, bool), np.zeros(shape, bool))
+    out.frame[rows, tokens, position] = slots // 2
+    out.weight[rows, tokens, position] = weight[rows, slots]
+    out.present[rows, tokens, position] = True
+    out.fresh[rows, tokens, position] = (slots % 2 == 1) & (position == 0)
+    return out
+
+
+def embed(hidden: Tensor, t: Terms) -> Tensor:
+    """(B, K, D) token sums on hidden's device, in FunASR's order of additions."""
+    batch, length, dim = hidden.shape
+    device = hidden.device
+    frame = torch.from_numpy(t.frame + np.arange(batch)[:, None, None] * length).to(device)
+    weight = torch.from_numpy(t.weight).to(device)
+    present = torch.from_numpy(t.present).to(device)
+    fresh = torch.from_numpy(t.fresh[:, :, 0]).to(device)
+    frames = hidden.reshape(batch * length, dim)
+    acc = None
+    for s in range(frame.shape[2]):
+        product = frames[frame[:, :, s]] * weight[:, :, s, None]
+        if acc is None:  # FunASR's sum starts from zeros, or from a fire's rest
+            acc = torch.where(present[:, :, 0, None],
+                              torch.where(fresh[..., None], product, product + 0.0), 0.0)
+        else:
+            acc = torch.where(present[:, :, s, None], acc + product, acc)
+    return acc
+
+
+def cif_fire(
+    threshold: float, hidden: Tensor, alphas: np.ndarray, valid: np.ndarray,
+) -> tuple[Tensor, np.ndarray, Tensor, Tensor]:
+    """Integrate and fire over time for a batch: FunASR's scalar walk, its values.
+
+    hidden (B, L, D) float32 on the device, alphas (B, L) float32 and valid (B, L)
+    bool on the host. Returns the fired tokens' embeddings compacted to the left
+    (B, L, D, zero padded), the token counts (B,) on the host, and the integrate
+    (B,) and hidden (B, D) carried to the next chunk.
+    """
+    w = walk(threshold, alphas, valid)
+    counts = w.counts
+    sums = embed(hidden, terms(w, valid))
+    batch, length, _ = hidden.shape
+    device = hidden.device
+    carried = sums[torch.arange(batch, device=device), torch.from_numpy(counts).to(device)]
+    integrate = torch.from_numpy(w.integrate).to(device)
+    carried = torch.where((integrate > 0.0)[:, None], carried / integrate[:, None], carried)
+    fired = torch.from_numpy(np.arange(sums.shape[1])[None, :] < counts[:, None]).to(device)
+    embeds = torch.where(fired[..., None], sums, 0.0)[:, :length]
+    if embeds.shape[1] < length:
+        embeds = torch.nn.functional.pad(embeds, (0, 0, 0, length - embeds.shape[1]))
+    return embeds, counts, integrate, carried
