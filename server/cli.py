@@ -240,7 +240,8 @@ def _add_make_test_models(commands) -> None:
         help="write FunASR-format test models (random weights, real architecture)",
     )
     p.add_argument("directory")
-    p.add_argument("--size", choices=["tiny", "large"], default="tiny")
+    p.add_argument("--size", choices=["tiny", "large", "deep"], default="tiny",
+                   help="deep: the large model's layers at the tiny width (host cost)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_make_test_models)
 

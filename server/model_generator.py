@@ -14,6 +14,9 @@ FSMN decoder caches, SeACo hotword biasing, CT-Transformer) is the real one.
 (paraformer-zh-streaming: 50 SANM blocks, d=512, 16 decoder blocks, vocab 8404),
 so benchmarks measure the real model's cost. `size="tiny"` keeps the same
 classes with small dimensions so the test suite stays fast on a 2-core CPU.
+`size="deep"` has the large model's layers at the tiny model's width: its
+arithmetic costs almost nothing, so a step measures what the large model's
+layer count costs the host (bench/RESULTS.md: on a GPU the step waits on it).
 """
 
 from __future__ import annotations
@@ -68,6 +71,8 @@ _SIZES: dict[str, dict[str, int]] = {
         punc_vocab=0,
     ),
 }
+_SIZES["deep"] = dict(_SIZES["tiny"], enc_blocks=50, dec_blocks=16, seaco_blocks=4,
+                      punc_blocks=10)
 
 _FRONTEND_CONF = {
     "fs": 16000,

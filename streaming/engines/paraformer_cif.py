@@ -62,6 +62,53 @@ def walk(threshold: float, alphas: np.ndarray, valid: np.ndarray) -> Walk:
     return Walk(add, rest, fired, integrate)
 
 
+def walk_offline(threshold: float, alphas: np.ndarray) -> tuple[Walk, np.ndarray]:
+    """The recurrence of FunASR's offline CIF (`bicif_paraformer.cif_predictor.cif`),
+    whose fires complete a token with `1 - integrate` and carry `alpha - that`,
+    vectorised over rows; also its fires output, the integrate after each step's
+    weight. alphas (B, T) float32; every step counts (FunASR masks weights instead)."""
+    th, one = np.float32(threshold), np.float32(1.0)
+    batch, length = alphas.shape
+    integrate = np.zeros(batch, np.float32)
+    add = np.empty((batch, length), np.float32)
+    rest = np.empty((batch, length), np.float32)
+    fired = np.empty((batch, length), bool)
+    sums = np.empty((batch, length), np.float32)
+    for t in range(length):
+        alpha = alphas[:, t]
+        completion = one - integrate
+        integrate = integrate + alpha
+        sums[:, t] = integrate
+        fire = integrate >= th
+        integrate = np.where(fire, integrate - one, integrate)
+        add[:, t] = np.where(fire, completion, alpha)
+        rest[:, t] = alpha - add[:, t]
+        fired[:, t] = fire
+    return Walk(add, rest, fired, integrate), sums
+
+
+def cif_tokens(hidden: Tensor, alphas: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """FunASR's offline `cif(hidden, alphas, threshold)`: (B, N, D) float32 token
+    embeddings, N the largest rounded weight sum, zero padded, and the (B, T) fires.
+
+    Its values, with a walk on the host and a few additions per token on the device
+    instead of a dozen kernel launches per frame. (Where a row fires more tokens than
+    its rounded sum allows, FunASR fails; here N grows to hold them.)"""
+    weights = alphas.detach().to("cpu", torch.float32).numpy()
+    w, sums = walk_offline(threshold, weights)
+    counts = w.counts
+    batch, length, _ = hidden.shape
+    device = hidden.device
+    tokens = embed(hidden.float(), terms(w, np.ones((batch, length), bool)))
+    labels = int(torch.round(alphas.sum(-1)).int().max()) if batch else 0  # FunASR's N
+    width = max(labels, int(counts.max(initial=0)))
+    fired = torch.from_numpy(np.arange(tokens.shape[1])[None, :] < counts[:, None]).to(device)
+    tokens = torch.where(fired[..., None], tokens, 0.0)[:, :width]
+    if tokens.shape[1] < width:
+        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, width - tokens.shape[1]))
+    return tokens, torch.from_numpy(sums).to(device)
+
+
 @dataclass
 class Terms:
     """Every token's weighted frames, (B, K, S): token k of row b is the sum, in

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from streaming.engines import funasr_adapter
+from streaming.engines import funasr_adapter, paraformer_cif
 from streaming.engines.paraformer_layers import cif_alphas
 
 
@@ -84,22 +84,20 @@ def cif_fires(alphas: Tensor, threshold: float) -> Tensor:
 
     Each step adds a weight to a float32 sum, records it, and takes `threshold`
     off where it reached it. A float32 addition rounds the same on any device,
-    so numpy's float32 scalars give FunASR's values; a row of 750 steps (15 s of
-    speech, upsampled) takes 0.13 ms here against FunASR's 19.6 ms on the CPU.
+    so numpy's float32 arrays give FunASR's values; a row of 750 steps (15 s of
+    speech, upsampled) takes 0.13 ms here against FunASR's 19.6 ms on the CPU, and
+    the rows of a batch go through the steps together.
     Weights wider than float32 keep FunASR's loop (it adds them unrounded)."""
     if alphas.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         return funasr_adapter.cif_wo_hidden(alphas, threshold)
     weights = alphas.detach().to("cpu", torch.float32).numpy()
     limit = np.float32(threshold)  # as torch rounds a Python scalar for a float32 tensor
     fires = np.empty_like(weights)
-    for row, out in zip(weights, fires):
-        total, sums = np.float32(0.0), []
-        for weight in row:
-            total = total + weight
-            sums.append(total)
-            if total >= limit:
-                total = total - limit
-        out[:] = sums
+    total = np.zeros(weights.shape[0], np.float32)
+    for t in range(weights.shape[1]):  # all rows at once: the same float32 operations
+        total = total + weights[:, t]
+        fires[:, t] = total
+        total = np.where(total >= limit, total - limit, total)
     return torch.from_numpy(fires).to(alphas.device)
 
 
@@ -116,7 +114,7 @@ def predict_tokens(predictor: Any, encoder_out: Tensor,
     if predictor.tail_threshold > 0.0:
         encoder_out, alphas, token_num = predictor.tail_process_fn(
             encoder_out, alphas, token_num, mask=valid)
-    embeds, peaks = funasr_adapter.cif_with_hidden(encoder_out, alphas, predictor.threshold)
+    embeds, peaks = paraformer_cif.cif_tokens(encoder_out, alphas, predictor.threshold)
     if predictor.tail_threshold > 0.0:
         embeds = embeds[:, : int(torch.max(token_num).type(torch.int32).item()), :]
     return embeds, token_num, alphas, peaks

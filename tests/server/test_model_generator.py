@@ -59,3 +59,12 @@ def test_large_streaming_model_has_paraformer_large_size():
     assert config["decoder_conf"]["num_blocks"] == 16
     n = tm.count_parameters(config, 8404)
     assert 215e6 < n < 225e6
+
+
+def test_deep_size_has_the_large_layer_counts_at_the_tiny_width():
+    deep, large, tiny = (tm.online_config(size) for size in ("deep", "large", "tiny"))
+    for part in ("encoder_conf", "decoder_conf"):
+        assert deep[part]["num_blocks"] == large[part]["num_blocks"]
+    assert deep["encoder_conf"]["output_size"] == tiny["encoder_conf"]["output_size"]
+    punc_blocks = [tm.punc_config(size)["encoder_conf"]["num_blocks"] for size in ("deep", "large")]
+    assert punc_blocks[0] == punc_blocks[1]

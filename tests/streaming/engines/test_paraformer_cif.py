@@ -2,8 +2,8 @@
 
 `reference` is `CifPredictorV2.forward_chunk`'s loop over one stream's frames,
 with its padding skipped as the engine skips it. The batched walk must give
-the same fires and the same bits: token embeddings, and the integrate and
-hidden carried to the next chunk.
+the same fires and the same values (`torch.equal`): token embeddings, and the
+integrate and hidden carried to the next chunk.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from streaming.engines.paraformer_cif import cif_fire
+from streaming.engines import funasr_adapter
+from streaming.engines.paraformer_cif import cif_fire, cif_tokens
 
 THRESHOLD = 1.0
 
@@ -53,7 +54,7 @@ def batch(seed: int, rows: int = 7, steps: int = 22, dim: int = 16):
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batched_walk_is_funasr_walk_bit_for_bit(seed):
+def test_batched_walk_gives_funasr_walk_values(seed):
     hidden, alphas, valid = batch(seed)
     embeds, counts, integrate, carried = cif_fire(
         THRESHOLD, hidden, alphas.numpy(), valid.numpy())
@@ -74,3 +75,19 @@ def test_counts_come_back_on_the_host():
     hidden, alphas, valid = batch(3)
     _, counts, _, _ = cif_fire(THRESHOLD, hidden, alphas.numpy(), valid.numpy())
     assert isinstance(counts, np.ndarray)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_offline_cif_gives_funasr_cif_values(seed):
+    """The final pass's token predictor: FunASR's `cif` over a padded batch (weights
+    zeroed past each utterance's end), both outputs, the same values."""
+    generator = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(5, 40, 16, generator=generator)
+    alphas = torch.rand(5, 40, generator=generator) * 0.6
+    alphas[1, 25:] = 0.0  # a shorter utterance
+    alphas[2, :8] = torch.tensor([0.25, 0.25, 0.5, 1.0, 2.5, 0.0, 0.0, 1.0])  # exact hits
+    alphas[3] = 0.0  # nothing fires
+    want = funasr_adapter.cif_with_hidden(hidden, alphas, THRESHOLD)
+    got = cif_tokens(hidden, alphas, THRESHOLD)
+    assert got[0].shape == want[0].shape
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
