@@ -111,20 +111,26 @@ def cif_tokens(hidden: Tensor, alphas: Tensor, threshold: float) -> tuple[Tensor
 
 @dataclass
 class Terms:
-    """Every token's weighted frames, (B, K, S): token k of row b is the sum, in
-    order, of weight[b, k, s] * hidden[b, frame[b, k, s]] over the present s; a
-    `fresh` first term starts the sum, any other is added to zero first, as in
-    FunASR's walk. Token `counts[b]` of a row is the part carried to its next chunk."""
+    """Every token's weighted frames, laid out for `embed`: token n's sum adds, in
+    order, weight * hidden[frame] of its terms, the first added to zero unless it is
+    `fresh` (a fire's rest, which starts the sum), as in FunASR's walk. Tokens are
+    ranked by their number of terms, most first, so the tokens that have an s-th
+    term are the first `active[s]` ranks; `frame` and `weight` (flat, frames as
+    indices into the (B * L) frames) hold the s = 0 terms of every rank, then the
+    s = 1 terms, and so on. Rank n is token `token[n]` of row `row[n]`."""
 
     frame: np.ndarray
     weight: np.ndarray
-    present: np.ndarray
+    active: np.ndarray
     fresh: np.ndarray
+    row: np.ndarray
+    token: np.ndarray
+    tokens: int  # per row, the carried part (token counts[b]) included
 
 
 def terms(w: Walk, valid: np.ndarray) -> Terms:
     """Each step of a row adds its frame to the token being integrated; a fire also
-    starts the next token with the frame's rest. Laid out per token, in step order."""
+    starts the next token with the frame's rest."""
     batch, length = valid.shape
     # Two slots per step: the frame's part of the current token, then, at a fire,
     # its rest as the first term of the next token.
@@ -133,43 +139,49 @@ def terms(w: Walk, valid: np.ndarray) -> Terms:
     # sign): silent frames are skipped, so a token has as many terms as frames it spans.
     present = np.stack((valid, w.fired), axis=2).reshape(batch, 2 * length) & (weight != 0)
     before = np.cumsum(w.fired, axis=1) - w.fired  # fires before each step
-    token = np.stack((before, before + 1), axis=2).reshape(batch, 2 * length)
+    token_of = np.stack((before, before + 1), axis=2).reshape(batch, 2 * length)
     rows, slots = np.nonzero(present)  # row-major: each row's slots in step order
-    tokens = token[rows, slots]
-    order = np.arange(len(rows))
+    tokens = token_of[rows, slots]
     starts = np.ones(len(rows), bool)
     starts[1:] = (rows[1:] != rows[:-1]) | (tokens[1:] != tokens[:-1])
+    which = np.cumsum(starts) - 1  # each term's token, numbered in order
+    order = np.arange(len(rows))
     position = order - np.maximum.accumulate(np.where(starts, order, 0))
+    sizes = np.bincount(which, minlength=int(starts.sum()))
+    rank = np.empty_like(sizes)
+    rank[np.argsort(-sizes, kind="stable")] = np.arange(len(sizes))
+    laid = np.lexsort((rank[which], position))  # by term position, then by token rank
+    first = np.flatnonzero(starts)[np.argsort(rank)]  # each rank's first term
     # Token counts[b] (the carried part) exists in every row, with terms or without.
-    last = int(max(tokens.max(initial=0), (before[:, -1] + w.fired[:, -1]).max()))
-    shape = (batch, last + 1, int(position.max(initial=0)) + 1)
-    out = Terms(np.zeros(shape, np.int64), np.zeros(shape, np.float32),
-                np.zeros(shape, bool), np.zeros(shape, bool))
-    out.frame[rows, tokens, position] = slots // 2
-    out.weight[rows, tokens, position] = weight[rows, slots]
-    out.present[rows, tokens, position] = True
-    out.fresh[rows, tokens, position] = (slots % 2 == 1) & (position == 0)
-    return out
+    carried = before[:, -1] + w.fired[:, -1] if length else np.zeros(batch, np.int64)
+    return Terms(
+        frame=(rows * length + slots // 2)[laid], weight=weight[rows, slots][laid],
+        active=np.bincount(position), fresh=(slots[first] % 2 == 1), row=rows[first],
+        token=tokens[first], tokens=int(max(tokens.max(initial=0), carried.max(initial=0))) + 1)
 
 
 def embed(hidden: Tensor, t: Terms) -> Tensor:
-    """(B, K, D) token sums on hidden's device, in FunASR's order of additions."""
+    """(B, K, D) token sums on hidden's device, in FunASR's order of additions; each
+    term's product is made once, and step s adds to the `active[s]` tokens that have
+    an s-th term (a slice: they are ranked first)."""
     batch, length, dim = hidden.shape
     device = hidden.device
-    frame = torch.from_numpy(t.frame + np.arange(batch)[:, None, None] * length).to(device)
-    weight = torch.from_numpy(t.weight).to(device)
-    present = torch.from_numpy(t.present).to(device)
-    fresh = torch.from_numpy(t.fresh[:, :, 0]).to(device)
+    out = torch.zeros(batch, t.tokens, dim, dtype=hidden.dtype, device=device)
+    if not len(t.frame):
+        return out
     frames = hidden.reshape(batch * length, dim)
-    acc = None
-    for s in range(frame.shape[2]):
-        product = frames[frame[:, :, s]] * weight[:, :, s, None]
-        if acc is None:  # FunASR's sum starts from zeros, or from a fire's rest
-            acc = torch.where(present[:, :, 0, None],
-                              torch.where(fresh[..., None], product, product + 0.0), 0.0)
-        else:
-            acc = torch.where(present[:, :, s, None], acc + product, acc)
-    return acc
+    frame = torch.from_numpy(t.frame).to(device)
+    weight = torch.from_numpy(t.weight).to(device)
+    fresh = torch.from_numpy(t.fresh).to(device)
+    start = int(t.active[0])
+    product = frames[frame[:start]] * weight[:start, None]
+    acc = torch.where(fresh[:, None], product, product + 0.0)  # FunASR: zeros + the product
+    for active in t.active[1:].tolist():
+        end = start + active
+        acc[:active] += frames[frame[start:end]] * weight[start:end, None]
+        start = end
+    out[torch.from_numpy(t.row).to(device), torch.from_numpy(t.token).to(device)] = acc
+    return out
 
 
 def cif_fire(
