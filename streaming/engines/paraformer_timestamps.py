@@ -79,6 +79,11 @@ def batched_upsample_timestamps(predictor: Any, encoder_out: Tensor, lengths: Te
     return (down * valid, down_fires * valid, alphas * up_valid, up_fires * up_valid)
 
 
+# From this many rows, a step over all rows as arrays beats each row's scalar loop
+# (measured: 1 row of 750 steps 0.2 ms as scalars, 1.3 ms as 1-row arrays).
+_ROWS_TOGETHER = 4
+
+
 def cif_fires(alphas: Tensor, threshold: float) -> Tensor:
     """FunASR's `cif_wo_hidden` bit for bit, its loop over steps run on the host.
 
@@ -93,11 +98,21 @@ def cif_fires(alphas: Tensor, threshold: float) -> Tensor:
     weights = alphas.detach().to("cpu", torch.float32).numpy()
     limit = np.float32(threshold)  # as torch rounds a Python scalar for a float32 tensor
     fires = np.empty_like(weights)
-    total = np.zeros(weights.shape[0], np.float32)
-    for t in range(weights.shape[1]):  # all rows at once: the same float32 operations
-        total = total + weights[:, t]
-        fires[:, t] = total
-        total = np.where(total >= limit, total - limit, total)
+    if len(weights) >= _ROWS_TOGETHER:  # all rows at once: the same float32 operations
+        total = np.zeros(weights.shape[0], np.float32)
+        for t in range(weights.shape[1]):
+            total = total + weights[:, t]
+            fires[:, t] = total
+            total = np.where(total >= limit, total - limit, total)
+    else:  # FunASR's reruns, one utterance each: scalars cost less than 1-row arrays
+        for row, out in zip(weights, fires):
+            scalar, sums = np.float32(0.0), []
+            for weight in row:
+                scalar = scalar + weight
+                sums.append(scalar)
+                if scalar >= limit:
+                    scalar = scalar - limit
+            out[:] = sums
     return torch.from_numpy(fires).to(alphas.device)
 
 
