@@ -122,12 +122,19 @@ def _fsmn_memory(attn: torch.nn.Module, v: Tensor, frames_mask: Tensor | None) -
     return x
 
 
+# FunASR's position-wise feed-forward classes whose forward `_feed_forward` repeats.
+_FEED_FORWARDS = {"PositionwiseFeedForward": False, "PositionwiseFeedForwardDecoderSANM": True}
+
+
 def _feed_forward(ff: torch.nn.Module, x: Tensor) -> Tensor:
     """FunASR's position-wise feed-forward without its dropout call (encoder: no
-    norm; decoder: a norm before the bias-free second layer)."""
+    norm; decoder: a norm before the bias-free second layer); any other class runs
+    its own forward."""
+    normed = _FEED_FORWARDS.get(type(ff).__name__)
+    if normed is None:
+        return ff(x)
     hidden = ff.activation(ff.w_1(x))
-    norm = getattr(ff, "norm", None)
-    return ff.w_2(hidden if norm is None else norm(hidden))
+    return ff.w_2(ff.norm(hidden) if normed else hidden)
 
 
 def encoder_layer_chunk(
