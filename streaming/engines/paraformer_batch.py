@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streaming.engines import paraformer_cif
 from streaming.engines.paraformer_cif import cif_fire
 from streaming.engines.paraformer_layers import (
     attention_projection,
@@ -242,24 +243,28 @@ class BatchedStreamingParaformer:
         batch = [rows[i] for i in self._padded(n)]
         pool = self.pools[rows[0].handle.chunk_size]
         slots = [r.handle.slot for r in batch]
-        index = torch.tensor(slots, device=self.device)
+        # Copies to the device before the step's kernels: a copy from pageable host
+        # memory waits for the device's queue (paraformer_cif.to_device).
+        index, final = paraformer_cif.to_device(
+            self.device, np.array(slots), np.array([r.is_final for r in batch]))
         has_frames = _has_frames(batch)
         enc, frames_valid = self._encode(batch, n, pool, slots, index, has_frames)
-        embeds, host_counts = self._predict(batch, n, pool, index, enc, frames_valid)
+        embeds, host_counts = self._predict(batch, n, pool, index, final, enc, frames_valid)
         n_tokens = host_counts.tolist()[:n]  # the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]
         firing = [i for i, k in enumerate(n_tokens) if k > 0]
         if not firing:  # FunASR skips the decoder (and leaves its caches) without tokens
             return ids
         picked = [firing[i] for i in self._padded(len(firing))]
-        pick = torch.tensor(picked, device=self.device)
+        dec_slots = [slots[i] for i in picked]
+        pick, dec_index, dec_counts = paraformer_cif.to_device(
+            self.device, np.array(picked), np.array(dec_slots), host_counts[picked])
         n_max = max(n_tokens)
         if self.bucket_batches:  # padding tokens are masked like a shorter row's
             n_max = min(bucket_size(n_max), embeds.shape[1])
         dec_ids = self._decode(
-            pool, [slots[i] for i in picked], len(firing), enc.index_select(0, pick),
-            embeds.index_select(0, pick)[:, :n_max],
-            torch.from_numpy(host_counts[picked]).to(self.device),
+            pool, dec_slots, dec_index, len(firing), enc.index_select(0, pick),
+            embeds.index_select(0, pick)[:, :n_max], dec_counts,
             None if frames_valid is None else frames_valid.index_select(0, pick),
             has_frames,
         ).tolist()
@@ -363,8 +368,8 @@ class BatchedStreamingParaformer:
     # -- predictor ---------------------------------------------------------
 
     def _predict(
-        self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, enc: Tensor,
-        frames_valid: Tensor | None,
+        self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, final: Tensor,
+        enc: Tensor, frames_valid: Tensor | None,
     ) -> tuple[Tensor, np.ndarray]:
         """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts on the host)."""
         predictor = self.model.predictor
@@ -373,7 +378,6 @@ class BatchedStreamingParaformer:
         alphas = cif_alphas(predictor, enc).float()
         alphas[:, : chunk[0]] = 0.0
         batch_size = alphas.shape[0]
-        final = torch.tensor([r.is_final for r in batch], device=self.device)
         alphas[:, chunk[0] + chunk[1] :] *= final[:, None]  # FunASR keeps them only when final
         tail = torch.where(final, predictor.tail_threshold, 0.0).to(alphas.dtype)
         alphas = torch.cat((state["cif_alpha"][:, None], alphas, tail[:, None]), dim=1)
@@ -395,15 +399,14 @@ class BatchedStreamingParaformer:
     # -- decoder -------------------------------------------------------------
 
     def _decode(
-        self, pool: StatePool, slots: list[int], n: int, memory: Tensor, embeds: Tensor,
-        counts: Tensor, frames_valid: Tensor | None, has_frames: bool,
+        self, pool: StatePool, slots: list[int], index: Tensor, n: int, memory: Tensor,
+        embeds: Tensor, counts: Tensor, frames_valid: Tensor | None, has_frames: bool,
     ) -> Tensor:
         """ParaformerSANMDecoder.forward_chunk + greedy ids for rows with tokens: (B, N).
 
         The first n rows are real (their state is written back), the rest repeat row 0.
         """
         decoder = self.model.decoder
-        index = torch.tensor(slots, device=self.device)
         state = pool.gather(index, ("dec_fsmn", "dec_kv", "dec_fill", "dec_started"))
         fsmn, kv, fill = state["dec_fsmn"], state["dec_kv"], state["dec_fill"]
         width = kv.shape[4]

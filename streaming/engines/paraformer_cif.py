@@ -94,19 +94,21 @@ def cif_tokens(hidden: Tensor, alphas: Tensor, threshold: float) -> tuple[Tensor
     Its values, with a walk on the host and a few additions per token on the device
     instead of a dozen kernel launches per frame. (Where a row fires more tokens than
     its rounded sum allows, FunASR fails; here N grows to hold them.)"""
+    batch, length, _ = hidden.shape
+    device = hidden.device
+    labels = int(torch.round(alphas.sum(-1)).int().max()) if batch else 0  # FunASR's N
     weights = alphas.detach().to("cpu", torch.float32).numpy()
     w, sums = walk_offline(threshold, weights)
     counts = w.counts
-    batch, length, _ = hidden.shape
-    device = hidden.device
-    tokens = embed(hidden.float(), terms(w, np.ones((batch, length), bool)))
-    labels = int(torch.round(alphas.sum(-1)).int().max()) if batch else 0  # FunASR's N
+    t = terms(w, np.ones((batch, length), bool))
     width = max(labels, int(counts.max(initial=0)))
-    fired = torch.from_numpy(np.arange(tokens.shape[1])[None, :] < counts[:, None]).to(device)
+    on = terms_on(device, t)  # every copy before the first kernel
+    fired, fires = to_device(device, np.arange(t.tokens)[None, :] < counts[:, None], sums)
+    tokens = embed(hidden.float(), on)
     tokens = torch.where(fired[..., None], tokens, 0.0)[:, :width]
     if tokens.shape[1] < width:
         tokens = torch.nn.functional.pad(tokens, (0, 0, 0, width - tokens.shape[1]))
-    return tokens, torch.from_numpy(sums).to(device)
+    return tokens, fires
 
 
 @dataclass
@@ -160,27 +162,49 @@ def terms(w: Walk, valid: np.ndarray) -> Terms:
         token=tokens[first], tokens=int(max(tokens.max(initial=0), carried.max(initial=0))) + 1)
 
 
-def embed(hidden: Tensor, t: Terms) -> Tensor:
+@dataclass
+class DeviceTerms:
+    """`Terms` on the device (`active` and `tokens` stay host numbers)."""
+
+    frame: Tensor
+    weight: Tensor
+    fresh: Tensor
+    row: Tensor
+    token: Tensor
+    active: list[int]
+    tokens: int
+
+
+def to_device(device: torch.device, *arrays: np.ndarray) -> list[Tensor]:
+    """Host arrays onto the device. A copy from pageable host memory first waits for
+    everything queued on the device, so a step makes its copies before its kernels:
+    then there is nothing to wait for."""
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+
+
+def terms_on(device: torch.device, t: Terms) -> DeviceTerms:
+    frame, weight, fresh, row, token = to_device(
+        device, t.frame, t.weight, t.fresh, t.row, t.token)
+    return DeviceTerms(frame, weight, fresh, row, token, t.active.tolist(), t.tokens)
+
+
+def embed(hidden: Tensor, t: DeviceTerms) -> Tensor:
     """(B, K, D) token sums on hidden's device, in FunASR's order of additions; each
     term's product is made once, and step s adds to the `active[s]` tokens that have
     an s-th term (a slice: they are ranked first)."""
     batch, length, dim = hidden.shape
-    device = hidden.device
-    out = torch.zeros(batch, t.tokens, dim, dtype=hidden.dtype, device=device)
-    if not len(t.frame):
+    out = torch.zeros(batch, t.tokens, dim, dtype=hidden.dtype, device=hidden.device)
+    if not t.active:
         return out
     frames = hidden.reshape(batch * length, dim)
-    frame = torch.from_numpy(t.frame).to(device)
-    weight = torch.from_numpy(t.weight).to(device)
-    fresh = torch.from_numpy(t.fresh).to(device)
-    start = int(t.active[0])
-    product = frames[frame[:start]] * weight[:start, None]
-    acc = torch.where(fresh[:, None], product, product + 0.0)  # FunASR: zeros + the product
-    for active in t.active[1:].tolist():
+    start = t.active[0]
+    product = frames[t.frame[:start]] * t.weight[:start, None]
+    acc = torch.where(t.fresh[:, None], product, product + 0.0)  # FunASR: zeros + the product
+    for active in t.active[1:]:
         end = start + active
-        acc[:active] += frames[frame[start:end]] * weight[start:end, None]
+        acc[:active] += frames[t.frame[start:end]] * t.weight[start:end, None]
         start = end
-    out[torch.from_numpy(t.row).to(device), torch.from_numpy(t.token).to(device)] = acc
+    out[t.row, t.token] = acc
     return out
 
 
@@ -196,13 +220,16 @@ def cif_fire(
     """
     w = walk(threshold, alphas, valid)
     counts = w.counts
-    sums = embed(hidden, terms(w, valid))
+    t = terms(w, valid)
     batch, length, _ = hidden.shape
     device = hidden.device
-    carried = sums[torch.arange(batch, device=device), torch.from_numpy(counts).to(device)]
-    integrate = torch.from_numpy(w.integrate).to(device)
+    on = terms_on(device, t)  # every copy before the first kernel
+    carry, integrate, fired = to_device(
+        device, np.stack((np.arange(batch), counts)), w.integrate,
+        np.arange(t.tokens)[None, :] < counts[:, None])
+    sums = embed(hidden, on)
+    carried = sums[carry[0], carry[1]]
     carried = torch.where((integrate > 0.0)[:, None], carried / integrate[:, None], carried)
-    fired = torch.from_numpy(np.arange(sums.shape[1])[None, :] < counts[:, None]).to(device)
     embeds = torch.where(fired[..., None], sums, 0.0)[:, :length]
     if embeds.shape[1] < length:
         embeds = torch.nn.functional.pad(embeds, (0, 0, 0, length - embeds.shape[1]))
