@@ -243,8 +243,7 @@ class BatchedStreamingParaformer:
         batch = [rows[i] for i in self._padded(n)]
         pool = self.pools[rows[0].handle.chunk_size]
         slots = [r.handle.slot for r in batch]
-        # Copies to the device before the step's kernels: a copy from pageable host
-        # memory waits for the device's queue (paraformer_cif.to_device).
+        # Copies first: after kernels, one would wait for them (paraformer_cif.to_device).
         index, final = paraformer_cif.to_device(
             self.device, np.array(slots), np.array([r.is_final for r in batch]))
         has_frames = _has_frames(batch)
@@ -306,8 +305,7 @@ class BatchedStreamingParaformer:
         mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames,
                         dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
-        # Each layer's new look-back is copied out at once, so that its [look-back | new]
-        # keys and values are freed before the next layer.
+        # Each layer's new look-back is copied out at once: its joined keys are freed.
         new_kv = torch.empty_like(kv)
         layers = zip(self._enc_layers, kv.unbind(1), new_kv.unbind(1))
         for i, (layer, layer_kv, layer_new_kv) in enumerate(layers):
@@ -385,8 +383,7 @@ class BatchedStreamingParaformer:
             state["cif_hidden"][:, None], enc.float(),
             torch.zeros(batch_size, 1, enc.shape[2], device=self.device),
         ), dim=1)
-        # The walk runs on the host (paraformer_cif): the step's one wait for the device.
-        valid = np.ones(alphas.shape, bool)
+        valid = np.ones(alphas.shape, bool)  # the walk runs on the host (paraformer_cif)
         if frames_valid is not None:  # skip padding: the tail follows the last real frame
             valid[:, 1:-1] = np.arange(enc.shape[1])[None, :] < np.array(
                 [r.frames for r in batch])[:, None]
