@@ -47,7 +47,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from streaming.engines import paraformer_cif
 from streaming.engines.paraformer_cif import cif_fire
 from streaming.engines.paraformer_layers import (
     attention_projection,
@@ -57,7 +56,7 @@ from streaming.engines.paraformer_layers import (
     encoder_layer_chunk,
     key_mask,
 )
-from streaming.engines.paraformer_pool import StatePool, StreamHandle, bucket_size
+from streaming.engines.paraformer_pool import StatePool, StreamHandle, bucket_size, to_device
 
 # FunASR's streaming frontend works in 60 ms units of 960 samples (chunk_size[1] * 960).
 SAMPLES_PER_UNIT = 960
@@ -243,12 +242,12 @@ class BatchedStreamingParaformer:
         batch = [rows[i] for i in self._padded(n)]
         pool = self.pools[rows[0].handle.chunk_size]
         slots = [r.handle.slot for r in batch]
-        # Copies first: after kernels, one would wait for them (paraformer_cif.to_device).
-        index, final = paraformer_cif.to_device(
+        # Copies first: after kernels, one would wait for them (paraformer_pool.to_device).
+        index, final = to_device(
             self.device, np.array(slots), np.array([r.is_final for r in batch]))
         has_frames = _has_frames(batch)
         enc, frames_valid = self._encode(batch, n, pool, slots, index, has_frames)
-        embeds, host_counts = self._predict(batch, n, pool, index, final, enc, frames_valid)
+        embeds, host_counts = self._predict(batch, n, pool, index, final, enc)
         n_tokens = host_counts.tolist()[:n]  # the decoder's shapes depend on it
         ids: list[list[int]] = [[] for _ in rows]
         firing = [i for i, k in enumerate(n_tokens) if k > 0]
@@ -256,7 +255,7 @@ class BatchedStreamingParaformer:
             return ids
         picked = [firing[i] for i in self._padded(len(firing))]
         dec_slots = [slots[i] for i in picked]
-        pick, dec_index, dec_counts = paraformer_cif.to_device(
+        pick, dec_index, dec_counts = to_device(
             self.device, np.array(picked), np.array(dec_slots), host_counts[picked])
         n_max = max(n_tokens)
         if self.bucket_batches:  # padding tokens are masked like a shorter row's
@@ -367,7 +366,7 @@ class BatchedStreamingParaformer:
 
     def _predict(
         self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, final: Tensor,
-        enc: Tensor, frames_valid: Tensor | None,
+        enc: Tensor,
     ) -> tuple[Tensor, np.ndarray]:
         """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts on the host)."""
         predictor = self.model.predictor
@@ -384,9 +383,9 @@ class BatchedStreamingParaformer:
             torch.zeros(batch_size, 1, enc.shape[2], device=self.device),
         ), dim=1)
         valid = np.ones(alphas.shape, bool)  # the walk runs on the host (paraformer_cif)
-        if frames_valid is not None:  # skip padding: the tail follows the last real frame
-            valid[:, 1:-1] = np.arange(enc.shape[1])[None, :] < np.array(
-                [r.frames for r in batch])[:, None]
+        # skip padding (rows shorter than the group): the tail follows the last real frame
+        lengths = np.array([r.frames for r in batch])
+        valid[:, 1:-1] = np.arange(enc.shape[1])[None, :] < lengths[:, None]
         valid[:, -1] = [r.is_final for r in batch]
         embeds, counts, integrate, carried = cif_fire(
             predictor.threshold, hidden, alphas.cpu().numpy(), valid)

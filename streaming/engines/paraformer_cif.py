@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from streaming.engines.paraformer_pool import to_device
+
 
 @dataclass
 class Walk:
@@ -173,13 +175,6 @@ class DeviceTerms:
     token: Tensor
     active: list[int]
     tokens: int
-
-
-def to_device(device: torch.device, *arrays: np.ndarray) -> list[Tensor]:
-    """Host arrays onto the device. A copy from pageable host memory first waits for
-    everything queued on the device, so a step makes its copies before its kernels:
-    then there is nothing to wait for."""
-    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
 
 def terms_on(device: torch.device, t: Terms) -> DeviceTerms:

@@ -33,6 +33,12 @@ from torch import Tensor
 _NO_SAMPLES = np.zeros(0, np.float32)
 
 
+def to_device(device: torch.device, *arrays: np.ndarray) -> list[Tensor]:
+    """Host arrays onto the device. A copy from pageable host memory first waits for
+    everything queued on the device, so a step makes its copies before its kernels:
+    then there is nothing to wait for."""
+    return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+
 @dataclass(eq=False)
 class StreamHandle:
     """One stream of the online pass: host-side data and, once stepped, a pool slot."""
