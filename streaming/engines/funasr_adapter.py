@@ -43,6 +43,8 @@ _REQUIRED = (
     ("funasr.models.bicif_paraformer.cif_predictor", "cif_wo_hidden"),
     ("funasr.models.bicif_paraformer.cif_predictor", "cif"),
     ("funasr.utils.timestamp_tools", "cif_wo_hidden"),
+    ("funasr.utils.timestamp_tools", "ts_prediction_lfr6_standard"),
+    ("funasr.utils.load_utils", "load_audio_text_image_video"),
 )
 # What the batched online runner reads from ParaformerStreaming's modules
 # (paraformer_batch.py, paraformer_layers.py): paths from the network, and from
@@ -253,6 +255,53 @@ def recognise_batch(model: Any, audio: Sequence[np.ndarray], hotword: str | None
     out = generate(model, [np.asarray(a, dtype=np.float32) for a in audio], **cfg)
     # FunASR returns no result at all for a batch in which nothing fired a token.
     return out if len(out) == len(audio) else [{} for _ in audio]
+
+
+# ---- the SeACo offline model's inference (paraformer_offline.py) --------------------
+
+# What paraformer_offline's inference reads from a SeacoParaformer network.
+_SEACO_INFERENCE = ("encode", "calc_predictor", "calc_predictor_timestamp",
+                    "_seaco_decode_with_ASF", "generate_hotwords_list", "predictor_name",
+                    "beam_search", "ctc", "sos", "eos", "blank_id")
+
+
+def replace_offline_inference(model: Any, make: Callable[[Any, Callable], Callable]) -> bool:
+    """Give a loaded SeACo model the inference `make(network, FunASR's inference)`
+    (AutoModel calls the network's `inference` attribute). False, and nothing
+    changed, for any other model class."""
+    net = network(model)
+    method = getattr(type(net), "inference", None)
+    if getattr(method, "__qualname__", "") != "SeacoParaformer.inference":
+        return False
+    for name in _SEACO_INFERENCE:
+        if _path(net, name) is _MISSING:
+            raise _mismatch(f"SeacoParaformer.{name}")
+    net.inference = make(net, method.__get__(net))
+    return True
+
+
+def load_audio(data_in: Any, frontend: Any, audio_fs: int) -> Any:
+    """FunASR's input loader, as its inference calls it (arrays pass through)."""
+    from funasr.utils.load_utils import load_audio_text_image_video
+
+    return load_audio_text_image_video(data_in, fs=frontend.fs, audio_fs=audio_fs)
+
+
+def word_timestamps(alphas: Any, peaks: Any, tokens: list[str], offset_ms: float) -> list:
+    """FunASR's per-token [start, end] ms from one utterance's upsampled weights."""
+    from funasr.utils.timestamp_tools import ts_prediction_lfr6_standard
+
+    return ts_prediction_lfr6_standard(alphas, peaks, tokens, vad_offset=offset_ms)[1]
+
+
+def postprocess_text(tokens: list[str], stamps: list | None = None) -> tuple:
+    """FunASR's tokens → (text, timestamps) rule, as its inference applies it."""
+    from funasr.utils.postprocess_utils import sentence_postprocess
+
+    if stamps is None:
+        return sentence_postprocess(tokens)[0], None
+    text, stamps, _ = sentence_postprocess(tokens, stamps)
+    return text, stamps
 
 
 # ---- punctuation (CT-Transformer) ----------------------------------------------------

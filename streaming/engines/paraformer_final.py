@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from streaming.engine import SAMPLE_RATE, FinalRequest, FinalResult, SentenceStamp
-from streaming.engines import funasr_adapter
+from streaming.engines import funasr_adapter, paraformer_offline
 from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT
 from streaming.engines.paraformer_offline_features import BatchedWavFrontend
 from streaming.engines.paraformer_speed import FSMN_CONVS, quantize_linear, swap_fsmn_convs
@@ -67,21 +67,27 @@ class ParaformerFinalPass:
     whole utterances) gives the words, and punctuation and ITN still apply."""
 
     def __init__(self, offline: Any | None, punc: Any | None = None,
-                 recognise_online: Recognise | None = None, frontend: str = "batched") -> None:
+                 recognise_online: Recognise | None = None, frontend: str = "batched",
+                 inference: str = "batched") -> None:
         """`frontend="batched"`: the offline model's fbank for all utterances of a
-        batch at once (paraformer_offline_features); "funasr": FunASR's, one by one."""
+        batch at once (paraformer_offline_features); "funasr": FunASR's, one by one.
+        `inference="batched"`: a SeACo model's results read back once per batch
+        (paraformer_offline); "funasr": FunASR's inference, utterance by utterance."""
         for model, role in ((offline, "offline"), (punc, "punctuation")):
             if model is not None:
                 funasr_adapter.check_model(model, role)
         if offline is None and recognise_online is None:
             raise ValueError("a final pass needs an offline model or the online one")
         self.offline = offline
-        if frontend not in ("batched", "funasr"):
-            raise ValueError(f"frontend must be 'batched' or 'funasr', not {frontend!r}")
+        for name, value in (("frontend", frontend), ("inference", inference)):
+            if value not in ("batched", "funasr"):
+                raise ValueError(f"{name} must be 'batched' or 'funasr', not {value!r}")
         if offline is not None:
             funasr_adapter.batch_invariant_timestamps(offline)
             if frontend == "batched":
                 funasr_adapter.replace_frontend(offline, BatchedWavFrontend)
+            if inference == "batched":
+                paraformer_offline.install(offline)
         self.recognise_online = recognise_online
         self.punctuator = Punctuator(punc) if punc is not None else None
         self.finisher = FinalFinisher()

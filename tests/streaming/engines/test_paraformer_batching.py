@@ -168,7 +168,7 @@ def test_batched_finalize_equals_one_by_one(paraformer_engine, plans):
     try:
         together = paraformer_engine.finalize(batch)
     finally:
-        del model.inference
+        model.inference = original  # captiond's (paraformer_offline), not FunASR's
     alone = [paraformer_engine.finalize([req])[0] for req in batch]
     assert sorted(calls, key=str) == sorted(
         [(3, None), (2, "阿里巴巴 meeting"), (1, "通义")], key=str)

@@ -127,3 +127,15 @@ def test_host_cif_gives_funasrs_fires_on_cuda_bit_for_bit(dtype):
     theirs = funasr_adapter.cif_wo_hidden(weights, THRESHOLD)
     assert mine.device == theirs.device and mine.dtype == theirs.dtype
     assert torch.equal(mine, theirs)
+
+
+def test_cuda_offline_inference_gives_funasrs_results(fp32_engine, fp16_engine, clips):
+    """paraformer_offline's one read-back per batch, on the device where it matters."""
+    from tests.streaming.engines.test_paraformer_offline import captionds, funasrs
+
+    batch = [clips["utt01"], clips["utt03"], clips["multi"][:16000 * 4], clips["utt01"][:960]]
+    for engine in (fp32_engine, fp16_engine):
+        offline = engine.final_pass.offline
+        mine = captionds(offline, batch, batch_size=len(batch))
+        assert mine == funasrs(offline, batch, batch_size=len(batch))
+        assert mine[0]["text"]

@@ -1,0 +1,102 @@
+"""The SeACo offline model's `inference`, reading its results from the device
+once per batch instead of utterance by utterance.
+
+FunASR's `SeacoParaformer.inference` ends in a loop over a batch's utterances.
+For each it slices the decoder's output by a length held on the device, takes
+the argmax and reads it back, builds a device tensor from that list and reads
+it back again, slices the timestamp weights by device lengths, and finds the
+timestamp fires on the device: about eight waits for the device per utterance,
+each behind everything queued there. On a GPU shared with the online lane that
+is the final pass's host time growing with the batch (docs/design.md §6).
+
+Here the argmax is one kernel over the batch, and the token ids, lengths and
+fire flags come back in one copy each. FunASR's own timestamp and text
+functions then run per utterance on host data, so the results are FunASR's,
+key for key (tests/streaming/engines/test_paraformer_offline.py). An utterance
+whose fires do not match its tokens still has its weights rescaled on the
+device, as FunASR does, so the sum is the device's own.
+
+Only greedy decoding is replaced: with beam search, an LM or CTC weights,
+features as input or an `output_dir`, FunASR's own inference runs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+from streaming.engines import funasr_adapter
+
+# FunASR's timestamp code counts a step as fired at this weight or above.
+_FIRE = 1.0 - 1e-4
+
+
+def install(model: Any) -> bool:
+    """Replace the loaded model's inference when it is SeACo's; False otherwise."""
+    return funasr_adapter.replace_offline_inference(model, _greedy_or_funasrs)
+
+
+def _greedy_or_funasrs(net: Any, funasrs: Callable) -> Callable:
+    def inference(data_in, data_lengths=None, key=None, tokenizer=None, frontend=None,
+                  **kwargs):
+        if _funasrs_case(net, tokenizer, kwargs):
+            return funasrs(data_in, data_lengths, key=key, tokenizer=tokenizer,
+                           frontend=frontend, **kwargs)
+        return recognise(net, data_in, key, tokenizer, frontend, **kwargs)
+
+    return inference
+
+
+def _funasrs_case(net: Any, tokenizer: Any, kwargs: dict) -> bool:
+    """What only FunASR's inference handles (its own tests for a search, as it makes them)."""
+    uses_ctc = kwargs.get("decoding_ctc_weight", 0.0) > 0.00001 and net.ctc is not None
+    uses_lm = kwargs.get("lm_weight", 0.0) > 0.00001 and kwargs.get("lm_file") is not None
+    return (tokenizer is None or net.beam_search is not None or uses_ctc or uses_lm
+            or kwargs.get("output_dir") is not None or kwargs.get("data_type") == "fbank")
+
+
+def recognise(net: Any, data_in: Any, key: list, tokenizer: Any, frontend: Any,
+              **kwargs: Any) -> tuple:
+    """FunASR's greedy inference over one batch: ([{key, text[, timestamp]}], meta)."""
+    audio = funasr_adapter.load_audio(data_in, frontend, kwargs.get("fs", 16000))
+    speech, speech_lengths = funasr_adapter.extract_fbank(
+        audio, data_type=kwargs.get("data_type", "sound"), frontend=frontend)
+    meta = {"batch_data_time":
+            speech_lengths.sum().item() * frontend.frame_shift * frontend.lfr_n / 1000}
+    device = kwargs["device"]
+    net.hotword_list = net.generate_hotwords_list(kwargs.get("hotword"), tokenizer=tokenizer,
+                                                  frontend=frontend)
+    encoder_out, encoder_lengths = net.encode(speech.to(device), speech_lengths.to(device))
+    if isinstance(encoder_out, tuple):
+        encoder_out = encoder_out[0]
+    predicted = net.calc_predictor(encoder_out, encoder_lengths)
+    embeds, token_lengths = predicted[0], predicted[1].round().long()
+    token_counts = token_lengths.tolist()  # FunASR waits here too (its max < 1 test)
+    if max(token_counts) < 1:
+        return ([],)
+    decoder_out = net._seaco_decode_with_ASF(encoder_out, encoder_lengths, embeds,
+                                             token_lengths, hw_list=net.hotword_list)
+    alphas = fired = None
+    if net.predictor_name == "CifPredictorV3":
+        _, _, alphas, peaks = net.calc_predictor_timestamp(encoder_out, encoder_lengths,
+                                                           token_lengths)
+        # FunASR's own comparison, on the device and in the peaks' dtype; as 1.0 and
+        # 0.0 on the host its timestamp code finds the same fires.
+        fired = (peaks >= _FIRE).cpu().float()
+    ids = decoder_out.argmax(dim=-1).tolist()
+    frames = encoder_lengths.tolist()
+    drop = {net.eos, net.sos, net.blank_id}
+    results = []
+    for i, count in enumerate(token_counts):
+        tokens = tokenizer.ids2tokens([t for t in ids[i][:count] if t not in drop])
+        if alphas is None:
+            text, _ = funasr_adapter.postprocess_text(tokens)
+            results.append({"key": key[i], "text": text})
+            continue
+        steps = frames[i] * 3  # the timestamp head upsamples by 3
+        stamps = funasr_adapter.word_timestamps(alphas[i][:steps], fired[i][:steps],
+                                                copy.copy(tokens), kwargs.get("begin_time", 0))
+        text, stamps = funasr_adapter.postprocess_text(tokens, stamps)
+        results.append({"key": key[i], "text": text, "timestamp": stamps})
+    return results, meta
