@@ -26,7 +26,9 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from streaming.engines import funasr_adapter
+import torch
+
+from streaming.engines import funasr_adapter, paraformer_timestamps
 
 # FunASR's timestamp code counts a step as fired at this weight or above.
 _FIRE = 1.0 - 1e-4
@@ -85,18 +87,48 @@ def recognise(net: Any, data_in: Any, key: list, tokenizer: Any, frontend: Any,
         # 0.0 on the host its timestamp code finds the same fires.
         fired = (peaks >= _FIRE).cpu().float()
     ids = decoder_out.argmax(dim=-1).tolist()
-    frames = encoder_lengths.tolist()
     drop = {net.eos, net.sos, net.blank_id}
+    tokens = [tokenizer.ids2tokens([t for t in ids[i][:count] if t not in drop])
+              for i, count in enumerate(token_counts)]
+    if alphas is None:
+        return [{"key": k, "text": funasr_adapter.postprocess_text(t)[0]}
+                for k, t in zip(key, tokens)], meta
+    stamps = _word_timestamps(alphas, fired, encoder_lengths.tolist(), tokens,
+                              kwargs.get("begin_time", 0))
     results = []
-    for i, count in enumerate(token_counts):
-        tokens = tokenizer.ids2tokens([t for t in ids[i][:count] if t not in drop])
-        if alphas is None:
-            text, _ = funasr_adapter.postprocess_text(tokens)
-            results.append({"key": key[i], "text": text})
-            continue
-        steps = frames[i] * 3  # the timestamp head upsamples by 3
-        stamps = funasr_adapter.word_timestamps(alphas[i][:steps], fired[i][:steps],
-                                                copy.copy(tokens), kwargs.get("begin_time", 0))
-        text, stamps = funasr_adapter.postprocess_text(tokens, stamps)
-        results.append({"key": key[i], "text": text, "timestamp": stamps})
+    for k, t, s in zip(key, tokens, stamps):
+        text, s = funasr_adapter.postprocess_text(t, s)
+        results.append({"key": k, "text": text, "timestamp": s})
     return results, meta
+
+
+def _word_timestamps(alphas: Any, fired: Any, frames: list[int], tokens: list[list[str]],
+                     offset_ms: float) -> list[list]:
+    """FunASR's per-token stamps of each utterance, computed on the host.
+
+    Where an utterance's fires miss its token count, FunASR rescales its weights
+    on the device and walks the CIF again. Those rescales are queued here for all
+    such utterances and read back in one copy; an utterance whose walk then fires
+    as FunASR expects is given FunASR's timestamp code on host data that takes
+    its matching path. Any other goes to FunASR's code with its device weights."""
+    steps = [n * 3 for n in frames]  # the timestamp head upsamples by 3
+    # FunASR's test: as many fires as tokens (a trailing "</s>" left out) plus one
+    wanted = [len(t) - (bool(t) and t[-1] == "</s>") + 1 for t in tokens]
+    fired_np = fired.numpy()  # counted in numpy: tensor sums would be reads on any device
+    missed = [i for i, t in enumerate(tokens)
+              if t and int(fired_np[i, : steps[i]].sum()) != wanted[i]]
+    on_host: dict[int, tuple[Any, Any]] = {}
+    if missed:
+        rows = []
+        for i in missed:
+            row = alphas[i][: steps[i]].clone()
+            row /= row.sum() / wanted[i]  # FunASR's rescale, on the same device
+            rows.append(row)
+        for i, row in zip(missed, torch.cat(rows).cpu().split([steps[i] for i in missed])):
+            flags = (paraformer_timestamps.cif_fires(row[None], _FIRE)[0] >= _FIRE).float()
+            if int(flags.numpy().sum()) == wanted[i]:
+                on_host[i] = (row, flags)
+    return [funasr_adapter.word_timestamps(
+                *on_host.get(i, (alphas[i][: steps[i]], fired[i][: steps[i]])),
+                copy.copy(t), offset_ms)
+            for i, t in enumerate(tokens)]
