@@ -35,7 +35,7 @@ CONFIGS = ("batched", "funasr-frontend", "timestamps-one-by-one", "punctuation-o
            "funasr-inference", "before")
 
 
-def load_final_pass(model_dir: Path, config: str):
+def load_final_pass(model_dir: Path, config: str, device: str = "cpu"):
     from server.config import ParaformerOptions
     from server.engines import load_paraformer_final
     from streaming.engines import funasr_adapter
@@ -43,7 +43,7 @@ def load_final_pass(model_dir: Path, config: str):
     frontend = "funasr" if config in ("funasr-frontend", "before") else "batched"
     final_pass = load_paraformer_final(ParaformerOptions(
         str(model_dir / "paraformer-streaming"), str(model_dir / "paraformer-offline"),
-        str(model_dir / "ct-punc"), frontend=frontend), device="cpu")
+        str(model_dir / "ct-punc"), frontend=frontend), device=device)
     if config in ("funasr-inference", "before"):  # set captiond's inference aside
         vars(funasr_adapter.network(final_pass.offline)).pop("inference", None)
     if config in ("timestamps-one-by-one", "before"):
