@@ -32,11 +32,12 @@ from streaming.engine import (
     StreamOptions,
 )
 from streaming.engines import funasr_adapter
-from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT, BatchedStreamingParaformer
+from streaming.engines.paraformer_batch import BatchedStreamingParaformer
 from streaming.engines.paraformer_features import BatchedOnlineFrontend
 from streaming.engines.paraformer_final import ParaformerFinalPass, prepare_models
 from streaming.engines.paraformer_frontend import FunasrOnlineFrontend
 from streaming.engines.paraformer_pool import StreamHandle
+from streaming.engines.paraformer_rows import SAMPLES_PER_UNIT
 from streaming.engines.paraformer_speed import online_dtype
 
 # Settings of FunASR's streaming demo (and its runtime server).

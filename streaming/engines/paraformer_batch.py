@@ -40,7 +40,6 @@ attention masks.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -57,24 +56,15 @@ from streaming.engines.paraformer_layers import (
     key_mask,
 )
 from streaming.engines.paraformer_pool import StatePool, StreamHandle, bucket_size, to_device
-
-# FunASR's streaming frontend works in 60 ms units of 960 samples (chunk_size[1] * 960).
-SAMPLES_PER_UNIT = 960
-
-
-@dataclass
-class _Row:
-    """One stride of one stream within a round."""
-
-    index: int  # request position
-    handle: StreamHandle
-    speech: Tensor | None  # (T_new, D_in) features; None = tail (flush the overlap frames)
-    is_final: bool
-
-    @property
-    def frames(self) -> int:
-        ctx = self.handle.chunk_size[0] + self.handle.chunk_size[2]
-        return ctx + (0 if self.speech is None else self.speech.shape[0])
+from streaming.engines.paraformer_rows import (
+    SAMPLES_PER_UNIT,
+    Row,
+    all_have_frames,
+    cut_strides,
+    group_rows,
+    pad_frames,
+    valid_mask,
+)
 
 
 class BatchedStreamingParaformer:
@@ -202,15 +192,15 @@ class BatchedStreamingParaformer:
         starts a new one).
         """
         self._acquire(handles)
-        strides = [_cut(h, a, last) for h, a, last in zip(handles, samples, is_last)]
+        strides = [cut_strides(h, a, last) for h, a, last in zip(handles, samples, is_last)]
         ids: list[list[int]] = [[] for _ in handles]
         for r in range(max((len(s) for s in strides), default=0)):
             live = [i for i in range(len(handles)) if r < len(strides[i])]
             finals = [is_last[i] and r == len(strides[i]) - 1 for i in live]
             speech = self._features(
                 [handles[i].frontend for i in live], [strides[i][r] for i in live], finals)
-            rows = [_Row(i, handles[i], s, f) for i, s, f in zip(live, speech, finals)]
-            for group in _group(rows):
+            rows = [Row(i, handles[i], s, f) for i, s, f in zip(live, speech, finals)]
+            for group in group_rows(rows):
                 for row, row_ids in zip(group, self._run_group(group)):
                     ids[row.index] += row_ids
         for handle, last in zip(handles, is_last):
@@ -237,7 +227,7 @@ class BatchedStreamingParaformer:
         """Row positions of a batch of n: with buckets, the first row repeated to the size."""
         return list(range(n)) + [0] * ((bucket_size(n) if self.bucket_batches else n) - n)
 
-    def _run_group(self, rows: list[_Row]) -> list[list[int]]:
+    def _run_group(self, rows: list[Row]) -> list[list[int]]:
         n = len(rows)
         batch = [rows[i] for i in self._padded(n)]
         pool = self.pools[rows[0].handle.chunk_size]
@@ -245,7 +235,7 @@ class BatchedStreamingParaformer:
         # Copies first: after kernels, one would wait for them (paraformer_pool.to_device).
         index, final = to_device(
             self.device, np.array(slots), np.array([r.is_final for r in batch]))
-        has_frames = _has_frames(batch)
+        has_frames = all_have_frames(batch)
         enc, frames_valid = self._encode(batch, n, pool, slots, index, has_frames)
         embeds, host_counts = self._predict(batch, n, pool, index, final, enc)
         n_tokens = host_counts.tolist()[:n]  # the decoder's shapes depend on it
@@ -273,11 +263,11 @@ class BatchedStreamingParaformer:
     # -- encoder -------------------------------------------------------------
 
     def _encode(
-        self, batch: list[_Row], n: int, pool: StatePool, slots: list[int], index: Tensor,
+        self, batch: list[Row], n: int, pool: StatePool, slots: list[int], index: Tensor,
         has_frames: bool,
     ) -> tuple[Tensor, Tensor | None]:
         """SANMEncoderChunkOpt.forward_chunk for the group; the first n rows are written back.
-        `has_frames`: every row has a real frame (`_has_frames`).
+        `has_frames`: every row has a real frame (`all_have_frames`).
 
         Returns the (B, T, D) output and, when final rows are shorter than the
         group, the (B, T) mask of their real frames (padding zeroed in the output).
@@ -296,7 +286,7 @@ class BatchedStreamingParaformer:
         if x is not None:
             written["feats"] = x[:n, x.shape[1] - overlap :]
         frames = q_k_v.shape[1]
-        frames_valid = _valid([r.frames for r in batch], frames, self.device)
+        frames_valid = valid_mask([r.frames for r in batch], frames, self.device)
         fsmn_mask = None if frames_valid is None else frames_valid.to(q_k_v.dtype)
         kv, fill = state["enc_kv"], state["enc_fill"]
         width = kv.shape[4]
@@ -323,7 +313,7 @@ class BatchedStreamingParaformer:
         return x, frames_valid
 
     def _encoder_input(
-        self, batch: list[_Row], start_idx: Tensor,
+        self, batch: list[Row], start_idx: Tensor,
     ) -> tuple[Tensor | None, Tensor]:
         """This stride's scaled, position-encoded features, (B, T_new, D_in), and the
         new positional offsets; None when every row is a flushing tail. Rows
@@ -335,13 +325,13 @@ class BatchedStreamingParaformer:
             return None, start_idx
         zeros = torch.zeros(length, self._enc_layers[0].in_size, dtype=self.dtype,
                             device=self.device)
-        speech = torch.stack([_pad_frames(r.speech, length) if r.speech is not None
+        speech = torch.stack([pad_frames(r.speech, length) if r.speech is not None
                               else zeros for r in batch])
         model = self.model
         if model.normalize is not None:
             speech = model.normalize(speech, torch.tensor(lengths))[0]
         speech = speech * model.encoder.output_size() ** 0.5
-        valid = _valid(lengths, length, self.device)
+        valid = valid_mask(lengths, length, self.device)
         if model.encoder.embed is not None:
             speech = speech + self._positions(start_idx, length, speech.shape[2])
             added = length if valid is None else torch.tensor(lengths, device=self.device)
@@ -365,7 +355,7 @@ class BatchedStreamingParaformer:
     # -- predictor ---------------------------------------------------------
 
     def _predict(
-        self, batch: list[_Row], n: int, pool: StatePool, index: Tensor, final: Tensor,
+        self, batch: list[Row], n: int, pool: StatePool, index: Tensor, final: Tensor,
         enc: Tensor,
     ) -> tuple[Tensor, np.ndarray]:
         """CifPredictorV2.forward_chunk for the group: (fired embeddings, counts on the host)."""
@@ -442,57 +432,3 @@ class BatchedStreamingParaformer:
         pool.dec_fill[slots[:n]] = np.minimum(width, host_fill[:n] + memory.shape[1])
         # log_softmax as FunASR does: argmax over its rounded values, ties included.
         return torch.log_softmax(x.float(), dim=-1).argmax(dim=-1)
-
-
-def _cut(handle: StreamHandle, samples: np.ndarray, is_last: bool) -> list[np.ndarray]:
-    # Same split as ParaformerStreaming.inference.
-    stride = handle.chunk_size[1] * SAMPLES_PER_UNIT
-    audio = np.concatenate((handle.prev_samples, np.asarray(samples, dtype=np.float32)))
-    n = len(audio) // stride + int(is_last)
-    rest = 0 if is_last else len(audio) % stride
-    handle.prev_samples = audio[len(audio) - rest :] if rest else np.zeros(0, np.float32)
-    return [audio[i * stride : (i + 1) * stride] for i in range(n)]
-
-
-def _has_frames(batch: list[_Row]) -> bool:
-    """Every row has a real frame, so no row's attention keys are all hidden (a flushing
-    tail without overlap frames, chunk_size [l, c, 0], is the exception)."""
-    return min(r.frames for r in batch) > 0
-
-
-def _valid(lengths: list[int], width: int, device: torch.device) -> Tensor | None:
-    """(B, width) mask of each row's first lengths[b] positions; None when all are full."""
-    if min(lengths) >= width:
-        return None
-    return torch.arange(width, device=device)[None, :] < torch.tensor(lengths, device=device)[
-        :, None]
-
-
-def _group(rows: list[_Row]) -> list[list[_Row]]:
-    """Rows that can share one forward.
-
-    Non-final rows need the same frame count (it decides what enters their
-    look-back); a final row's caches are dropped after it, so it joins the
-    widest group of its chunk settings that is at least as wide, padded and
-    masked, instead of running alone. Finals wider than every group (or with
-    none to join) share a padded group of their own.
-    """
-    exact: dict[tuple, list[_Row]] = {}
-    finals: list[_Row] = []
-    for row in rows:
-        if row.is_final:
-            finals.append(row)
-        else:
-            exact.setdefault((row.frames, row.handle.chunk_size), []).append(row)
-    spare: dict[tuple, list[_Row]] = {}
-    for row in finals:
-        fits = [k for k in exact if k[1] == row.handle.chunk_size and k[0] >= row.frames]
-        if fits:
-            exact[max(fits)].append(row)
-        else:
-            spare.setdefault(row.handle.chunk_size, []).append(row)
-    return list(exact.values()) + list(spare.values())
-
-
-def _pad_frames(x: Tensor, frames: int) -> Tensor:
-    return torch.nn.functional.pad(x, (0, 0, 0, frames - x.shape[0])) if x.shape[0] < frames else x

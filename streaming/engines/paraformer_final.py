@@ -17,8 +17,8 @@ import torch
 
 from streaming.engine import SAMPLE_RATE, FinalRequest, FinalResult, SentenceStamp
 from streaming.engines import funasr_adapter, paraformer_offline
-from streaming.engines.paraformer_batch import SAMPLES_PER_UNIT
 from streaming.engines.paraformer_offline_features import BatchedWavFrontend
+from streaming.engines.paraformer_rows import SAMPLES_PER_UNIT
 from streaming.engines.paraformer_speed import FSMN_CONVS, quantize_linear, swap_fsmn_convs
 from streaming.engines.punctuation_model import Punctuator
 from streaming.postprocess.finishing import FinalFinisher
