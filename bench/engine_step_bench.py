@@ -11,6 +11,7 @@ this machine. `--funasr` adds FunASR's own batch-1 streaming inference
     python -m bench.engine_step_bench --model-dir /tmp/large-models
     python -m bench.engine_step_bench --model-dir DIR --batch-sizes 1,8 --quantize int8
     python -m bench.engine_step_bench --model-dir DIR --device cuda --buckets off
+    python -m bench.engine_step_bench --model-dir DIR --device cuda --cuda-graphs
 
 `--buckets on/off` pads online batches to bucket sizes or not (default: the
 engine's choice: off).
@@ -205,6 +206,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--buckets", choices=["on", "off"], default=None,
                         help="pad online batches to bucket sizes (default: the engine's, off)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="the online encoder as CUDA graphs per bucketed batch size")
     parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                         help="fbank of all streams at once, or FunASR's per stream")
     parser.add_argument("--fsmn-conv", choices=["conv", "unfold", "native"], default="conv",
@@ -228,7 +231,7 @@ def main() -> None:
     engine = load_paraformer(ParaformerOptions(
         str(args.model_dir / "paraformer-streaming"), offline_model=None, punc_model=None,
         dtype=args.dtype, quantize=args.quantize, bucket_batches=buckets,
-        frontend=args.frontend, fsmn_conv=args.fsmn_conv,
+        frontend=args.frontend, fsmn_conv=args.fsmn_conv, cuda_graphs=args.cuda_graphs,
     ), device=args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -237,8 +240,10 @@ def main() -> None:
     fbank = "" if args.frontend == "batched" else "funasr-fbank"
     unfold = "" if args.fsmn_conv == "conv" else args.fsmn_conv
     threads = f"t{args.threads}" if args.threads else ""
+    graphs = "graphs" if args.cuda_graphs else ""
     config = "batched" + "".join(
-        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold, threads) if o)
+        f"-{o}" for o in (args.quantize, args.dtype, padded, fbank, unfold, threads, graphs)
+        if o)
     rows, profiles = [], []
     with torch.inference_mode():
         if args.funasr:
@@ -264,6 +269,8 @@ def main() -> None:
         "command": "python -m bench.engine_step_bench " + " ".join(sys.argv[1:]),
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
         "profiles": profiles,
+        "graphs": None if engine.runner.graphs is None else {
+            "captures": engine.runner.graphs.captures, "replays": engine.runner.graphs.replays},
     }, indent=2))
     print(f"wrote {args.json}")
 

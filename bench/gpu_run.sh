@@ -21,7 +21,10 @@
 #   7. "2pass-profile": 2pass at N_2PASS_PROFILE streams with py-spy on the server
 #      and its child processes (bench/gpu_profile.sh): where the final pass's time goes;
 #   8. Conv1d on cuDNN at COUNTS_CONV for comparison, and the batch-1 baseline;
-#   9. "files": bench/batch_files.py (issue 15) on the GPU.
+#   9. "files": bench/batch_files.py (issue 15) on the GPU;
+#  10. "graphs": the engine step at PROFILE_SIZES streams, eager against the online
+#      encoder as CUDA graphs (--cuda-graphs), each under the profiler too;
+#      "online-graphs" and "2pass-graphs": the load sweeps with CUDA graphs on.
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what
 # it measured. DEVICE=cpu SIZE=tiny NO_WHEELS=1 makes a dry run here; STAGES="2pass"
@@ -97,6 +100,19 @@ want profile && log "engine step under the profiler at ${PROFILE_SIZES:-1000,250
         --batch-sizes "${PROFILE_SIZES:-1000,250}" --ticks 3 --profile \
         --json "$OUT/step_profile.json" 2>&1 | quiet "step.txt"
 
+if want graphs; then
+    log "engine step float16 $BEST at ${PROFILE_SIZES:-1000,250} streams: eager, CUDA graphs"
+    for g in "" --cuda-graphs; do
+        timeout "$(cap 90)" python3 -m bench.engine_step_bench --model-dir "$MODELS" \
+            --device "$DEVICE" ${DTYPE:+--dtype $DTYPE} --fsmn-conv "$BEST" \
+            --batch-sizes "${PROFILE_SIZES:-1000,250}" --ticks 3 --profile $g \
+            --json "$OUT/step_graphs${g:+_on}.json" 2>&1 | quiet "step.txt"
+    done
+fi
+want online-graphs && load "online-workers-$BEST-graphs" 130 --mode online \
+    --configs workers-gpu-fp16-native-graphs --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
+want 2pass-graphs && load "2pass-workers-$BEST-graphs" "${CAP_2PASS:-100}" --mode 2pass \
+    --configs workers-gpu-fp16-native-graphs --counts "${COUNTS_2PASS:-500,1000,1500}"
 want online && load "online-workers-$BEST" 130 --mode online --configs "$(cfg "$BEST")" \
     --counts "${COUNTS_WORKERS:-500,1000,1500,2000}"
 want 2pass && load "2pass-workers-$BEST" "${CAP_2PASS:-100}" --mode 2pass \

@@ -104,6 +104,10 @@ CONFIGS = {
     "workers-gpu-fp16-native": ["--workers", "auto", "--max-batch-size", "4096",
                                 "--max-wait-ms", "50", "--dtype", "float16",
                                 "--fsmn-conv", "native"],
+    # … and the online encoder replayed as CUDA graphs, one per bucketed batch size
+    "workers-gpu-fp16-native-graphs": ["--workers", "auto", "--max-batch-size", "4096",
+                                       "--max-wait-ms", "50", "--dtype", "float16",
+                                       "--fsmn-conv", "native", "--cuda-graphs", "on"],
     # 2pass: the final pass on a thread of the engine process instead of its own
     # process (the default with an offline model), for the comparison
     "batched-finals-thread": ["--workers", "1", "--max-batch-size", "64", "--max-wait-ms", "50",

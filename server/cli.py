@@ -149,6 +149,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
                    help="paraformer on GPU: compute dtype of the online pass (default float32)")
     m.add_argument("--buckets", choices=["auto", "on", "off"], default="auto",
                    help="paraformer: pad online batches to a few fixed sizes (auto: off, measured)")
+    m.add_argument("--cuda-graphs", choices=["on", "off"], default="off",
+                   help="paraformer on CUDA: replay the online encoder's layers as one CUDA "
+                        "graph per (bucketed) batch size; same tokens (off: not yet measured)")
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                    help="paraformer: fbank features of all streams (and of all finals of "
                         "a batch) at once, or FunASR's own frontend one by one")
@@ -257,6 +260,7 @@ def _models_from_args(args: argparse.Namespace) -> ModelConfig:
         paraformer=ParaformerOptions(args.online_model, args.offline_model, punc,
                                      quantize=args.quantize, dtype=args.dtype,
                                      bucket_batches=_BUCKETS[args.buckets],
+                                     cuda_graphs=args.cuda_graphs == "on",
                                      frontend=args.frontend, fsmn_conv=args.fsmn_conv,
                                      final_pass=args.final_pass),
         whisper=WhisperOptions(model=args.model, stride_s=args.whisper_stride,

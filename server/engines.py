@@ -39,7 +39,7 @@ def load_paraformer(options: ParaformerOptions, device: str = "auto") -> Engine:
     return ParaformerStreamingEngine(
         loaded["online"], loaded["offline"], loaded["punctuation"], device=device,
         dtype=options.dtype, quantize=options.quantize, bucket_batches=options.bucket_batches,
-        frontend=options.frontend, fsmn_conv=options.fsmn_conv,
+        frontend=options.frontend, fsmn_conv=options.fsmn_conv, cuda_graphs=options.cuda_graphs,
     )
 
 

@@ -67,6 +67,8 @@ class ParaformerStreamingEngine:
     `fsmn_conv="unfold"` computes the FSMN blocks' depthwise convolutions as an
     unfold and a weighted sum, and "native" runs them with cuDNN off (PyTorch's own
     depthwise kernel); same tokens. "auto": native on CUDA, conv elsewhere (bench/RESULTS.md).
+    `cuda_graphs` replays the online encoder's layers as CUDA graphs, one per
+    bucketed batch size (paraformer_graphs; implies `bucket_batches`; CUDA only).
     """
 
     name = "paraformer"
@@ -75,7 +77,7 @@ class ParaformerStreamingEngine:
         self, online: Any, offline: Any | None = None, punc: Any | None = None,
         device: str = "cpu", *, dtype: str | None = None, quantize: str | None = None,
         bucket_batches: bool | None = None, frontend: str = "batched",
-        fsmn_conv: str = "auto",
+        fsmn_conv: str = "auto", cuda_graphs: bool = False,
     ) -> None:
         funasr_adapter.check_funasr()
         funasr_adapter.check_model(online, "online")
@@ -102,7 +104,7 @@ class ParaformerStreamingEngine:
         self.runner = BatchedStreamingParaformer(
             self.model, features, encoder_look_back=ENCODER_CHUNK_LOOK_BACK,
             decoder_look_back=DECODER_CHUNK_LOOK_BACK, device=device, dtype=torch_dtype,
-            bucket_batches=bucket_batches,
+            bucket_batches=bucket_batches, cuda_graphs=cuda_graphs,
         )
 
     # -- online pass -------------------------------------------------------

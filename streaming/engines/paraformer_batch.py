@@ -47,7 +47,9 @@ import torch
 from torch import Tensor
 
 from streaming.engines.paraformer_cif import cif_fire
+from streaming.engines.paraformer_graphs import EncoderGraphs
 from streaming.engines.paraformer_layers import (
+    KeyMask,
     attention_projection,
     cif_alphas,
     decoder_layer_chunk,
@@ -77,7 +79,7 @@ class BatchedStreamingParaformer:
     def __init__(
         self, model: torch.nn.Module, frontend: Any, *, encoder_look_back: int,
         decoder_look_back: int, device: str, dtype: torch.dtype = torch.float32,
-        bucket_batches: bool = False, initial_slots: int = 8,
+        bucket_batches: bool = False, initial_slots: int = 8, cuda_graphs: bool = False,
     ) -> None:
         if encoder_look_back <= 0 or decoder_look_back <= 0:
             raise ValueError("batched streaming needs a positive look-back (FunASR -1/0 differ)")
@@ -87,7 +89,11 @@ class BatchedStreamingParaformer:
         self.decoder_look_back = decoder_look_back
         self.device = torch.device(device)
         self.dtype = dtype
-        self.bucket_batches = bucket_batches
+        if cuda_graphs and self.device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        # Graphs are per shape: with them, batch sizes are bucketed to keep shapes few.
+        self.bucket_batches = bucket_batches or cuda_graphs
+        self.graphs = EncoderGraphs(self._encoder_layers) if cuda_graphs else None
         self.initial_slots = initial_slots
         self.pools: dict[tuple[int, int, int], StatePool] = {}
         enc = model.encoder
@@ -274,7 +280,7 @@ class BatchedStreamingParaformer:
         """
         chunk = batch[0].handle.chunk_size
         overlap = chunk[0] + chunk[2]
-        names = ("overlap_qkv", "start_idx", "enc_kv", "enc_fill")
+        names = ("overlap_qkv", "start_idx", "enc_fill")
         state = pool.gather(index, names + (("feats",) if self._keep_overlap_input else ()))
         speech, start_idx = self._encoder_input(batch, state["start_idx"])
         # Only the new frames are projected: the overlap frames' projection is kept.
@@ -287,13 +293,33 @@ class BatchedStreamingParaformer:
             written["feats"] = x[:n, x.shape[1] - overlap :]
         frames = q_k_v.shape[1]
         frames_valid = valid_mask([r.frames for r in batch], frames, self.device)
-        fsmn_mask = None if frames_valid is None else frames_valid.to(q_k_v.dtype)
-        kv, fill = state["enc_kv"], state["enc_fill"]
-        width = kv.shape[4]
+        fill, rows = state["enc_fill"], pool.rows["enc_kv"]
+        width = rows.shape[4]
         host_fill = pool.enc_fill[slots]
-        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid, frames,
-                        dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
+        if self.graphs is not None and frames_valid is None and host_fill.min() >= width:
+            x, new_kv = self.graphs(pool, rows, index, q_k_v, x, keep)  # no mask: steady rows
+        else:
+            mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
+                            frames, dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
+            fsmn_mask = None if frames_valid is None else frames_valid.to(q_k_v.dtype)
+            kv = pool.gather(index, ("enc_kv",))["enc_kv"]
+            x, new_kv = self._encoder_layers(kv, q_k_v, x, keep, mask, fsmn_mask)
+            if fsmn_mask is not None:
+                x = x * fsmn_mask[:, :, None]  # the CIF convolution must see zeros there
+        pool.scatter(index[:n], {
+            **written, "start_idx": start_idx[:n], "enc_kv": new_kv[:n],
+            "enc_fill": (fill[:n] + keep).clamp(max=width),
+        })
+        pool.enc_fill[slots[:n]] = np.minimum(width, host_fill[:n] + keep)
+        return x, frames_valid
+
+    def _encoder_layers(
+        self, kv: Tensor, q_k_v: Tensor, x: Tensor | None, keep: int,
+        mask: KeyMask | None = None, fsmn_mask: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        """The encoder's layers and final norm over gathered look-back kv:
+        (output, new look-back)."""
         # Each layer's new look-back is copied out at once: its joined keys are freed.
         new_kv = torch.empty_like(kv)
         layers = zip(self._enc_layers, kv.unbind(1), new_kv.unbind(1))
@@ -303,14 +329,7 @@ class BatchedStreamingParaformer:
             layer_new_kv.copy_(window)
         if self.model.encoder.normalize_before:
             x = self.model.encoder.after_norm(x)
-        if fsmn_mask is not None:
-            x = x * fsmn_mask[:, :, None]  # the CIF convolution must see zeros there
-        pool.scatter(index[:n], {
-            **written, "start_idx": start_idx[:n], "enc_kv": new_kv[:n],
-            "enc_fill": (fill[:n] + keep).clamp(max=width),
-        })
-        pool.enc_fill[slots[:n]] = np.minimum(width, host_fill[:n] + keep)
-        return x, frames_valid
+        return x, new_kv
 
     def _encoder_input(
         self, batch: list[Row], start_idx: Tensor,

@@ -20,13 +20,13 @@ FP16_MAX_EDIT_RATE = 0.05
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def cuda_engine(models_dir, dtype=None, fsmn_conv="auto"):
+def cuda_engine(models_dir, dtype=None, fsmn_conv="auto", **options):
     from server.config import ParaformerOptions
     from server.engines import load_paraformer
 
     return load_paraformer(ParaformerOptions(
         str(models_dir / "paraformer-streaming"), str(models_dir / "paraformer-offline"),
-        str(models_dir / "ct-punc"), dtype=dtype, fsmn_conv=fsmn_conv,
+        str(models_dir / "ct-punc"), dtype=dtype, fsmn_conv=fsmn_conv, **options,
     ), device="cuda")
 
 
@@ -139,3 +139,41 @@ def test_cuda_offline_inference_gives_funasrs_results(fp32_engine, fp16_engine, 
         mine = captionds(offline, batch, batch_size=len(batch))
         assert mine == funasrs(offline, batch, batch_size=len(batch))
         assert mine[0]["text"]
+
+
+def staggered_tokens(engine, audios: list[np.ndarray], starts: list[int]) -> list[list[str]]:
+    """Streams that start at different steps, stepped together to their ends."""
+    options = StreamOptions()
+    stride = engine.chunk_samples(options)
+    states = [engine.new_stream(options) for _ in audios]
+    tokens: list[list[str]] = [[] for _ in audios]
+    chunks = [-(-len(a) // stride) for a in audios]
+    for step in range(max(s + n for s, n in zip(starts, chunks))):
+        live = [k for k in range(len(audios)) if starts[k] <= step < starts[k] + chunks[k]]
+        requests = []
+        for k in live:
+            i = step - starts[k]
+            requests.append(ChunkRequest(states[k], audios[k][i * stride:(i + 1) * stride],
+                                         is_last=i == chunks[k] - 1))
+        for k, result in zip(live, engine.step(requests)):
+            states[k] = result.state
+            tokens[k] += result.committed
+    return tokens
+
+
+@pytest.mark.parametrize("dtype", [None, "float16"])
+def test_cuda_graphs_give_the_eager_engines_tokens(test_models_dir, clips, dtype):
+    """Warming-up and final rows run eagerly, steady groups through graphs. Six streams
+    run steady before six more join: the pool grows past its first 8 slots, and the
+    graphs that read the old pool must not be replayed. The eager engine pads batches
+    to the same buckets, so both run the same kernels on the same shapes."""
+    speech = np.concatenate(list(clips.values()))
+    audios = [speech[k * 4000:] for k in range(12)]  # ends a quarter second apart
+    starts = [0] * 6 + [6] * 6
+    graphed = cuda_engine(test_models_dir, dtype, cuda_graphs=True)
+    eager = cuda_engine(test_models_dir, dtype, bucket_batches=True)
+    got = staggered_tokens(graphed, audios, starts)
+    assert got == staggered_tokens(eager, audios, starts)
+    assert all(got)
+    graphs = graphed.runner.graphs
+    assert graphs.replays > 0 and graphs.captures >= 2, (graphs.replays, graphs.captures)

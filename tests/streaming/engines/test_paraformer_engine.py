@@ -123,3 +123,13 @@ def test_finalize_forwards_hotwords_to_seaco(paraformer_engine, speech_clips):
 def test_finalize_of_silence_is_empty(paraformer_engine):
     (final,) = paraformer_engine.finalize([FinalRequest(np.zeros(100, np.float32))])
     assert final.text == "" and final.sentences == ()
+
+
+def test_cuda_graphs_need_a_cuda_device(test_models_dir):
+    from server.config import ParaformerOptions
+    from server.engines import load_paraformer
+
+    with pytest.raises(ValueError, match="CUDA graphs need a CUDA device"):
+        load_paraformer(ParaformerOptions(
+            str(test_models_dir / "paraformer-streaming"), None, None, cuda_graphs=True,
+        ), device="cpu")
