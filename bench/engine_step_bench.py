@@ -207,7 +207,7 @@ def main() -> None:
     parser.add_argument("--buckets", choices=["on", "off"], default=None,
                         help="pad online batches to bucket sizes (default: the engine's, off)")
     parser.add_argument("--cuda-graphs", action="store_true",
-                        help="the online encoder as CUDA graphs per bucketed batch size")
+                        help="the online encoder and decoder as CUDA graphs per bucketed shape")
     parser.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                         help="fbank of all streams at once, or FunASR's per stream")
     parser.add_argument("--fsmn-conv", choices=["conv", "unfold", "native"], default="conv",
@@ -269,8 +269,9 @@ def main() -> None:
         "command": "python -m bench.engine_step_bench " + " ".join(sys.argv[1:]),
         "model_dir": str(args.model_dir), "rows": [asdict(r) for r in rows],
         "profiles": profiles,
-        "graphs": None if engine.runner.graphs is None else {
-            "captures": engine.runner.graphs.captures, "replays": engine.runner.graphs.replays},
+        "graphs": {name: {"captures": g.captures, "replays": g.replays}
+                   for name, g in (("encoder", engine.runner.encoder_graphs),
+                                   ("decoder", engine.runner.decoder_graphs)) if g},
     }, indent=2))
     print(f"wrote {args.json}")
 

@@ -23,7 +23,7 @@
 #   8. Conv1d on cuDNN at COUNTS_CONV for comparison, and the batch-1 baseline;
 #   9. "files": bench/batch_files.py (issue 15) on the GPU;
 #  10. "graphs": the engine step at PROFILE_SIZES streams, eager against the online
-#      encoder as CUDA graphs (--cuda-graphs), each under the profiler too;
+#      encoder and decoder as CUDA graphs (--cuda-graphs), each under the profiler too;
 #      "online-graphs" and "2pass-graphs": the load sweeps with CUDA graphs on.
 # Every stage writes under $OUT; per-run JSON of the load sweeps is packed into
 # $OUT/results.tgz after each stage, so a run cut short still brings back what

@@ -104,7 +104,7 @@ CONFIGS = {
     "workers-gpu-fp16-native": ["--workers", "auto", "--max-batch-size", "4096",
                                 "--max-wait-ms", "50", "--dtype", "float16",
                                 "--fsmn-conv", "native"],
-    # … and the online encoder replayed as CUDA graphs, one per bucketed batch size
+    # … and the online encoder and decoder replayed as CUDA graphs per bucketed shape
     "workers-gpu-fp16-native-graphs": ["--workers", "auto", "--max-batch-size", "4096",
                                        "--max-wait-ms", "50", "--dtype", "float16",
                                        "--fsmn-conv", "native", "--cuda-graphs", "on"],

@@ -150,8 +150,9 @@ def _add_serve_options(p: argparse.ArgumentParser) -> None:
     m.add_argument("--buckets", choices=["auto", "on", "off"], default="auto",
                    help="paraformer: pad online batches to a few fixed sizes (auto: off, measured)")
     m.add_argument("--cuda-graphs", choices=["on", "off"], default="off",
-                   help="paraformer on CUDA: replay the online encoder's layers as one CUDA "
-                        "graph per (bucketed) batch size; same tokens (off: not yet measured)")
+                   help="paraformer on CUDA: replay the online encoder's and decoder's layers "
+                        "as CUDA graphs, one per (bucketed) batch shape; same tokens (off: "
+                        "not yet measured)")
     m.add_argument("--frontend", choices=["batched", "funasr"], default="batched",
                    help="paraformer: fbank features of all streams (and of all finals of "
                         "a batch) at once, or FunASR's own frontend one by one")

@@ -26,7 +26,7 @@ class ParaformerOptions:
     quantize: str | None = None  # "int8": CPU dynamic quantisation
     dtype: str | None = None  # GPU compute dtype of the online pass
     bucket_batches: bool | None = None  # pad online batches to fixed sizes; None: off
-    cuda_graphs: bool = False  # online encoder as CUDA graphs per batch size (CUDA only)
+    cuda_graphs: bool = False  # online encoder and decoder as CUDA graphs (CUDA only)
     frontend: str = "batched"  # "funasr": FunASR's per-stream fbank (the reference)
     fsmn_conv: str = "auto"  # FSMN convolutions: auto = "native" (no cuDNN) on CUDA, else "conv"
     final_pass: str = "auto"  # "process" | "thread"; auto: process with an offline model

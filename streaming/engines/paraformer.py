@@ -67,8 +67,8 @@ class ParaformerStreamingEngine:
     `fsmn_conv="unfold"` computes the FSMN blocks' depthwise convolutions as an
     unfold and a weighted sum, and "native" runs them with cuDNN off (PyTorch's own
     depthwise kernel); same tokens. "auto": native on CUDA, conv elsewhere (bench/RESULTS.md).
-    `cuda_graphs` replays the online encoder's layers as CUDA graphs, one per
-    bucketed batch size (paraformer_graphs; implies `bucket_batches`; CUDA only).
+    `cuda_graphs` replays the online encoder's and decoder's layers as CUDA graphs,
+    one per bucketed batch shape (paraformer_graphs; implies `bucket_batches`; CUDA only).
     """
 
     name = "paraformer"

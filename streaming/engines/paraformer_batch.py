@@ -47,7 +47,7 @@ import torch
 from torch import Tensor
 
 from streaming.engines.paraformer_cif import cif_fire
-from streaming.engines.paraformer_graphs import EncoderGraphs
+from streaming.engines.paraformer_graphs import PoolGraphs
 from streaming.engines.paraformer_layers import (
     KeyMask,
     attention_projection,
@@ -93,7 +93,13 @@ class BatchedStreamingParaformer:
             raise ValueError("CUDA graphs need a CUDA device")
         # Graphs are per shape: with them, batch sizes are bucketed to keep shapes few.
         self.bucket_batches = bucket_batches or cuda_graphs
-        self.graphs = EncoderGraphs(self._encoder_layers) if cuda_graphs else None
+        self.encoder_graphs = self.decoder_graphs = None
+        if cuda_graphs:
+            self.encoder_graphs = PoolGraphs(
+                lambda pooled, *args: self._encoder_layers(pooled["enc_kv"], *args))
+            self.decoder_graphs = PoolGraphs(
+                lambda pooled, *args: self._decoder_layers(
+                    pooled["dec_fsmn"], pooled["dec_kv"], *args), max_graphs=128)
         self.initial_slots = initial_slots
         self.pools: dict[tuple[int, int, int], StatePool] = {}
         enc = model.encoder
@@ -297,8 +303,8 @@ class BatchedStreamingParaformer:
         width = rows.shape[4]
         host_fill = pool.enc_fill[slots]
         keep = frames - chunk[2]  # exact for non-final rows; final rows' caches are dropped
-        if self.graphs is not None and frames_valid is None and host_fill.min() >= width:
-            x, new_kv = self.graphs(pool, rows, index, q_k_v, x, keep)  # no mask: steady rows
+        if self.encoder_graphs and frames_valid is None and host_fill.min() >= width:
+            x, new_kv = self.encoder_graphs(pool, ("enc_kv",), index, (q_k_v, x), (keep,))
         else:
             mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
                             frames, dtype=q_k_v.dtype, every_row_has_a_key=has_frames)
@@ -411,17 +417,37 @@ class BatchedStreamingParaformer:
 
         The first n rows are real (their state is written back), the rest repeat row 0.
         """
-        decoder = self.model.decoder
-        state = pool.gather(index, ("dec_fsmn", "dec_kv", "dec_fill", "dec_started"))
-        fsmn, kv, fill = state["dec_fsmn"], state["dec_kv"], state["dec_fill"]
-        width = kv.shape[4]
+        state = pool.gather(index, ("dec_fill", "dec_started"))
+        fill, width = state["dec_fill"], pool.rows["dec_kv"].shape[4]
         host_fill = pool.dec_fill[slots]
-        # A row has started once it has decoded (its look-back filled): then every
-        # FSMN reads its cache, and none needs FunASR's first-call padding.
-        started = None if host_fill.min() > 0 else state["dec_started"][:, None, None]
+        if self.decoder_graphs and frames_valid is None and host_fill.min() >= width:
+            ids, new_fsmn, new_kv = self.decoder_graphs(  # steady rows: no mask, all started
+                pool, ("dec_fsmn", "dec_kv"), index, (memory, embeds, counts))
+        else:
+            # A row has started once it has decoded (its look-back filled): then every
+            # FSMN reads its cache, and none needs FunASR's first-call padding.
+            started = None if host_fill.min() > 0 else state["dec_started"][:, None, None]
+            mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
+                            memory.shape[1], dtype=memory.dtype, every_row_has_a_key=has_frames)
+            cached = pool.gather(index, ("dec_fsmn", "dec_kv"))
+            ids, new_fsmn, new_kv = self._decoder_layers(
+                cached["dec_fsmn"], cached["dec_kv"], memory, embeds, counts, started, mask)
+        pool.scatter(index[:n], {
+            "dec_fsmn": new_fsmn[:n], "dec_kv": new_kv[:n],
+            "dec_fill": (fill[:n] + memory.shape[1]).clamp(max=width),
+        })
+        pool.rows["dec_started"].index_fill_(0, index[:n], True)
+        pool.dec_fill[slots[:n]] = np.minimum(width, host_fill[:n] + memory.shape[1])
+        return ids
+
+    def _decoder_layers(
+        self, fsmn: Tensor, kv: Tensor, memory: Tensor, embeds: Tensor, counts: Tensor,
+        started: Tensor | None = None, mask: KeyMask | None = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The decoder's layers, output layer and greedy ids over gathered caches:
+        (ids (B, N), new FSMN states, new look-back)."""
+        decoder = self.model.decoder
         tokens = decoder_tokens(started, counts, embeds.shape[1], fsmn.shape[2], fsmn.shape[3] + 1)
-        mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
-                        memory.shape[1], dtype=memory.dtype, every_row_has_a_key=has_frames)
         new_fsmn, new_kv = torch.empty_like(fsmn), torch.empty_like(kv)
         x = embeds
         fsmn_rows, new_fsmn_rows = fsmn.unbind(1), new_fsmn.unbind(1)
@@ -443,11 +469,5 @@ class BatchedStreamingParaformer:
             x = decoder.after_norm(x)
         if decoder.output_layer is not None:
             x = decoder.output_layer(x)
-        pool.scatter(index[:n], {
-            "dec_fsmn": new_fsmn[:n], "dec_kv": new_kv[:n],
-            "dec_fill": (fill[:n] + memory.shape[1]).clamp(max=width),
-        })
-        pool.rows["dec_started"].index_fill_(0, index[:n], True)
-        pool.dec_fill[slots[:n]] = np.minimum(width, host_fill[:n] + memory.shape[1])
         # log_softmax as FunASR does: argmax over its rounded values, ties included.
-        return torch.log_softmax(x.float(), dim=-1).argmax(dim=-1)
+        return torch.log_softmax(x.float(), dim=-1).argmax(dim=-1), new_fsmn, new_kv

@@ -1,18 +1,19 @@
-"""CUDA graphs of the online encoder's layer stack, one per batch shape (docs/design.md §6).
+"""CUDA graphs of the online pass's layer stacks, one per batch shape (docs/design.md §6).
 
 On a GPU the online step waits on the host: on an H200 at 250 streams its kernels
 worked 24 ms of a ~104 ms step, the rest being Python and the launches of some
-13,000 operator calls, most of them in the encoder's 50 layers (bench/RESULTS.md).
-A CUDA graph records a stack's kernels once and launches them all with one call.
+13,000 operator calls, most of them in the encoder's 50 and the decoder's 16
+layers (bench/RESULTS.md). A CUDA graph records a stack's kernels once and launches
+them all with one call.
 
 A graph replays fixed addresses and shapes. So each (pool, rows, frames) shape gets
 its own, captured at its first use, and it is worth having only with bucketed batch
 sizes (`bucket_batches`), which keep the shapes few. Inside the graph: the gather of
-the rows' look-back from the pool (the graph reads the pool at the address it had
-at capture; a pool that grew gets new graphs), the layers and the final norm. The
-step copies the slot index and the first layer's projection into the graph's input
-buffers and reads its outputs before the next replay of any graph (all graphs share
-one memory pool; the stream orders each replay after the previous step's kernels).
+the rows' caches from the slot pool (the graph reads the pool at the address it had
+at capture; a pool that grew gets new graphs) and the layers. The step copies the
+slot index and the other inputs into the graph's input buffers and uses its outputs
+before the next replay of any graph of the same set (they share one memory pool;
+the stream orders each replay after the kernels queued before it).
 
 Only steady groups are graphed: every look-back full and no padded final row, so
 no attention or frame mask. Other groups run the same layers eagerly. A replay runs
@@ -21,71 +22,75 @@ the eager kernels, so the outputs are the same (tests on CUDA).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-# (look-back (B, L, 2, H, W, d_k), first layer's projection, first layer's input or
-# None, keep) -> (output, new look-back)
-Layers = Callable[[Tensor, Tensor, Tensor | None, int], tuple[Tensor, Tensor]]
+from streaming.engines.paraformer_pool import StatePool
+
+# fn(the pooled caches gathered by slot index, *inputs, *consts) -> output tensors
+Stack = Callable[..., tuple[Tensor, ...]]
 
 
 @dataclass
 class _Graph:
     graph: torch.cuda.CUDAGraph
-    rows: Tensor  # the pool tensor it reads (held, so its address is not reused)
+    pooled: dict[str, Tensor]  # the pool tensors it reads (held: their addresses stay theirs)
     index: Tensor
-    q_k_v: Tensor
-    x: Tensor | None
-    outputs: tuple[Tensor, Tensor]
+    inputs: tuple[Tensor | None, ...]
+    outputs: tuple[Tensor, ...]
 
 
-class EncoderGraphs:
-    """`__call__(owner, rows, index, q_k_v, x, keep)` = `layers(rows[index], q_k_v, x,
-    keep)`, through a CUDA graph per shape. `owner`: the slot pool whose look-back
-    tensor `rows` is (it lives as long as the runner). `replays` and `captures`
-    count what it did."""
+class PoolGraphs:
+    """`__call__(pool, names, index, inputs, consts)` = `fn(pool.gather(index, names),
+    *inputs, *consts)`, through a CUDA graph per shape. `consts`: Python values the
+    stack depends on, part of the graph's key. `replays` and `captures` count what
+    it did."""
 
-    def __init__(self, layers: Layers, max_graphs: int = 64, warmups: int = 2) -> None:
-        self.layers = layers
+    def __init__(self, fn: Stack, max_graphs: int = 64, warmups: int = 2) -> None:
+        self.fn = fn
         self.max_graphs = max_graphs
         self.warmups = warmups
         self.graphs: dict[tuple, _Graph] = {}
-        self._memory = None  # one memory pool shared by all graphs
+        self._memory = None  # one memory pool shared by this set's graphs
         self.captures = 0
         self.replays = 0
 
-    def __call__(self, owner: object, rows: Tensor, index: Tensor, q_k_v: Tensor,
-                 x: Tensor | None, keep: int) -> tuple[Tensor, Tensor]:
-        key = (id(owner), len(index), q_k_v.shape, q_k_v.dtype,
-               None if x is None else x.shape, keep)
+    def __call__(self, pool: StatePool, names: Sequence[str], index: Tensor,
+                 inputs: tuple[Tensor | None, ...], consts: tuple = ()) -> tuple[Tensor, ...]:
+        # Pools live as long as the runner, so their ids stay theirs.
+        key = (id(pool), len(index), consts,
+               tuple(None if t is None else (t.shape, t.dtype) for t in inputs))
+        pooled = {name: pool.rows[name] for name in names}
         entry = self.graphs.get(key)
-        if entry is None or entry.rows is not rows:
-            self._drop_stale(id(owner), rows)  # the pool grew: its graphs read the old one
+        if entry is None or any(entry.pooled[k] is not v for k, v in pooled.items()):
+            self._drop_stale(id(pool), pooled)  # the pool grew: its graphs read the old one
             if len(self.graphs) >= self.max_graphs:
-                return self.layers(_gather(rows, index), q_k_v, x, keep)
-            entry = self.graphs[key] = self._capture(rows, index, q_k_v, x, keep)
+                return self.fn(pool.gather(index, names), *inputs, *consts)
+            entry = self.graphs[key] = self._capture(pool, names, pooled, index, inputs,
+                                                     consts)
         entry.index.copy_(index)
-        entry.q_k_v.copy_(q_k_v)
-        if x is not None:
-            entry.x.copy_(x)
+        for static, tensor in zip(entry.inputs, inputs):
+            if static is not None:
+                static.copy_(tensor)
         entry.graph.replay()
         self.replays += 1
         return entry.outputs
 
-    def _drop_stale(self, owner_id: int, rows: Tensor) -> None:
-        for key in [k for k, g in self.graphs.items() if k[0] == owner_id and g.rows is not rows]:
+    def _drop_stale(self, pool_id: int, pooled: dict[str, Tensor]) -> None:
+        for key in [k for k, g in self.graphs.items() if k[0] == pool_id
+                    and any(g.pooled[name] is not t for name, t in pooled.items())]:
             del self.graphs[key]
 
-    def _capture(self, rows: Tensor, index: Tensor, q_k_v: Tensor, x: Tensor | None,
-                 keep: int) -> _Graph:
-        static_index, static_q_k_v = index.clone(), q_k_v.clone()
-        static_x = None if x is None else x.clone()
+    def _capture(self, pool: StatePool, names: Sequence[str], pooled: dict[str, Tensor],
+                 index: Tensor, inputs: tuple[Tensor | None, ...], consts: tuple) -> _Graph:
+        static_index = index.clone()
+        static_inputs = tuple(None if t is None else t.clone() for t in inputs)
 
-        def run() -> tuple[Tensor, Tensor]:
-            return self.layers(_gather(rows, static_index), static_q_k_v, static_x, keep)
+        def run() -> tuple[Tensor, ...]:
+            return self.fn(pool.gather(static_index, names), *static_inputs, *consts)
 
         # Warm-up on a side stream, as torch asks: libraries set up their handles and
         # workspaces outside the capture.
@@ -101,10 +106,5 @@ class EncoderGraphs:
         if self._memory is None:
             self._memory = graph.pool()
         self.captures += 1
-        return _Graph(graph, rows, static_index, static_q_k_v, static_x, outputs)
+        return _Graph(graph, pooled, static_index, static_inputs, outputs)
 
-
-def _gather(rows: Tensor, index: Tensor) -> Tensor:
-    """rows[index] (the pool's own gather: on a 2-D view)."""
-    flat = rows.view(rows.shape[0], -1).index_select(0, index)
-    return flat.view(len(index), *rows.shape[1:])
