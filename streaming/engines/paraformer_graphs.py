@@ -101,7 +101,9 @@ class PoolGraphs:
                 run()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self._memory):
+        # thread_local: the final pass may run on another thread of this process
+        # (`--final-pass thread`); its CUDA calls must neither fail nor be captured.
+        with torch.cuda.graph(graph, pool=self._memory, capture_error_mode="thread_local"):
             outputs = run()
         if self._memory is None:
             self._memory = graph.pool()
