@@ -67,7 +67,7 @@ server.workers, bench.load, bench.batch_files, clients.batch; print('imports ok'
 } 2>&1 | tee "$OUT/gpu.txt"
 
 log "cuda tests (tiny models)"
-want tests && timeout "$(cap 90)" python3 -m pytest -q -p no:cacheprovider \
+want tests && timeout "$(cap 120)" python3 -m pytest -q -p no:cacheprovider \
     -o addopts="" -W default tests/streaming/engines/test_paraformer_cuda.py \
     tests/streaming/engines/test_paraformer_features.py 2>&1 | grep -v INFO | tail -25 \
     | tee "$OUT/cuda_tests.txt"
