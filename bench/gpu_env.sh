@@ -1,5 +1,6 @@
 # Sourced by bench/gpu_run.sh and bench/gpu_profile.sh: on a GPU machine with
-# no network, install captiond's dependencies from wheels carried in .whl/
+# no network, install captiond's dependencies from wheels carried in .whl/ (made here
+# by bench/gpu_wheels.sh)
 # (NO_WHEELS=1 skips it, for a dry run here) and put the checkout and py-spy
 # on the paths.
 if [ -d .whl ] && [ -z "${NO_WHEELS:-}" ]; then

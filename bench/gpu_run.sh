@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU figures of bench/RESULTS.md, as one script for a lent GPU machine
 # (no network there; 15 minutes of device time in all, so one run): install
-# captiond's dependencies from wheels carried in .whl/ (if present), run the
+# captiond's dependencies from wheels carried in .whl/ (if present; made by
+# bench/gpu_wheels.sh), run the
 # CUDA tests with the tiny models, generate the large models, then, each
 # stage capped and in order of importance inside one budget (BUDGET_S):
 #   1. engine step, float16: FSMN convolutions as Conv1d, unfold, or Conv1d with
