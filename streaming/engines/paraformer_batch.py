@@ -34,7 +34,9 @@ its decoder subset, and the decoder's token axis) is padded to a few fixed
 sizes by repeating its first row, whose repeated results are never written
 back: the kernels see few shapes (cuDNN plans its depthwise FSMN convolutions
 per shape on GPU), and a repeated real row keeps steady batches free of
-attention masks.
+attention masks. With `cuda_graphs` (CUDA only; buckets implied), such steady
+groups run the encoder's and the decoder's layer stacks as CUDA graphs, one per
+shape (paraformer_graphs); every other group runs the same stacks eagerly.
 """
 
 from __future__ import annotations
