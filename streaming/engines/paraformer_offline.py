@@ -114,7 +114,7 @@ def _word_timestamps(alphas: Any, fired: Any, frames: list[int], tokens: list[li
     steps = [n * 3 for n in frames]  # the timestamp head upsamples by 3
     # FunASR's test: as many fires as tokens (a trailing "</s>" left out) plus one
     wanted = [len(t) - (bool(t) and t[-1] == "</s>") + 1 for t in tokens]
-    fired_np = fired.numpy()  # counted in numpy: tensor sums would be reads on any device
+    fired_np = fired.numpy()  # host flags, counted without a tensor call per utterance
     missed = [i for i, t in enumerate(tokens)
               if t and int(fired_np[i, : steps[i]].sum()) != wanted[i]]
     on_host: dict[int, tuple[Any, Any]] = {}
