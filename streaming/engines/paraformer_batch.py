@@ -97,11 +97,11 @@ class BatchedStreamingParaformer:
         self.bucket_batches = bucket_batches or cuda_graphs
         self.encoder_graphs = self.decoder_graphs = None
         if cuda_graphs:
-            self.encoder_graphs = PoolGraphs(
-                lambda pooled, *args: self._encoder_layers(pooled["enc_kv"], *args))
-            self.decoder_graphs = PoolGraphs(
-                lambda pooled, *args: self._decoder_layers(
-                    pooled["dec_fsmn"], pooled["dec_kv"], *args), max_graphs=128)
+            self.encoder_graphs = PoolGraphs(lambda pooled, outs, *args: self._encoder_layers(
+                pooled["enc_kv"], *args, new_kv=outs and outs["enc_kv"]))
+            self.decoder_graphs = PoolGraphs(lambda pooled, outs, *args: self._decoder_layers(
+                pooled["dec_fsmn"], pooled["dec_kv"], *args, new_fsmn=outs and outs["dec_fsmn"],
+                new_kv=outs and outs["dec_kv"]), max_graphs=128)
         self.initial_slots = initial_slots
         self.pools: dict[tuple[int, int, int], StatePool] = {}
         enc = model.encoder
@@ -325,11 +325,12 @@ class BatchedStreamingParaformer:
     def _encoder_layers(
         self, kv: Tensor, q_k_v: Tensor, x: Tensor | None, keep: int,
         mask: KeyMask | None = None, fsmn_mask: Tensor | None = None,
+        new_kv: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The encoder's layers and final norm over gathered look-back kv:
-        (output, new look-back)."""
+        (output, new look-back, written to `new_kv` when given)."""
         # Each layer's new look-back is copied out at once: its joined keys are freed.
-        new_kv = torch.empty_like(kv)
+        new_kv = torch.empty_like(kv) if new_kv is None else new_kv
         layers = zip(self._enc_layers, kv.unbind(1), new_kv.unbind(1))
         for i, (layer, layer_kv, layer_new_kv) in enumerate(layers):
             x, window = encoder_layer_chunk(
@@ -445,12 +446,14 @@ class BatchedStreamingParaformer:
     def _decoder_layers(
         self, fsmn: Tensor, kv: Tensor, memory: Tensor, embeds: Tensor, counts: Tensor,
         started: Tensor | None = None, mask: KeyMask | None = None,
+        new_fsmn: Tensor | None = None, new_kv: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """The decoder's layers, output layer and greedy ids over gathered caches:
-        (ids (B, N), new FSMN states, new look-back)."""
+        (ids (B, N), new FSMN states, new look-back; written to new_* when given)."""
         decoder = self.model.decoder
         tokens = decoder_tokens(started, counts, embeds.shape[1], fsmn.shape[2], fsmn.shape[3] + 1)
-        new_fsmn, new_kv = torch.empty_like(fsmn), torch.empty_like(kv)
+        new_fsmn = torch.empty_like(fsmn) if new_fsmn is None else new_fsmn
+        new_kv = torch.empty_like(kv) if new_kv is None else new_kv
         x = embeds
         fsmn_rows, new_fsmn_rows = fsmn.unbind(1), new_fsmn.unbind(1)
         layers = zip(self._att_layers, fsmn_rows, new_fsmn_rows, kv.unbind(1), new_kv.unbind(1))

@@ -13,7 +13,10 @@ the rows' caches from the slot pool (the graph reads the pool at the address it 
 at capture; a pool that grew gets new graphs) and the layers. The step copies the
 slot index and the other inputs into the graph's input buffers and uses its outputs
 before the next replay of any graph of the same set (they share one memory pool;
-the stream orders each replay after the kernels queued before it).
+the stream orders each replay after the kernels queued before it). The new caches,
+the big outputs (some 4 MB a row for the large model's encoder), go to one buffer
+per pool that all its graphs write: kept per graph, they would add up over the
+bucket sizes (tens of GB at a thousand streams).
 
 Only steady groups are graphed: every look-back full and no padded final row, so
 no attention or frame mask. Other groups run the same layers eagerly. A replay runs
@@ -30,7 +33,8 @@ from torch import Tensor
 
 from streaming.engines.paraformer_pool import StatePool
 
-# fn(the pooled caches gathered by slot index, *inputs, *consts) -> output tensors
+# fn(the pooled caches gathered by slot index, where to write the new caches (None:
+# new tensors), *inputs, *consts) -> output tensors
 Stack = Callable[..., tuple[Tensor, ...]]
 
 
@@ -45,9 +49,10 @@ class _Graph:
 
 class PoolGraphs:
     """`__call__(pool, names, index, inputs, consts)` = `fn(pool.gather(index, names),
-    *inputs, *consts)`, through a CUDA graph per shape. `consts`: Python values the
-    stack depends on, part of the graph's key. `replays` and `captures` count what
-    it did."""
+    outs, *inputs, *consts)`, through a CUDA graph per shape. `outs`: per name, rows
+    of a buffer shaped like the pool's tensor, for the stack's new caches. `consts`:
+    Python values the stack depends on, part of the graph's key. `replays` and
+    `captures` count what it did."""
 
     def __init__(self, fn: Stack, max_graphs: int = 64, warmups: int = 2) -> None:
         self.fn = fn
@@ -55,6 +60,7 @@ class PoolGraphs:
         self.warmups = warmups
         self.graphs: dict[tuple, _Graph] = {}
         self._memory = None  # one memory pool shared by this set's graphs
+        self._outs: dict[int, dict[str, Tensor]] = {}  # pool id -> new-cache buffers
         self.captures = 0
         self.replays = 0
 
@@ -68,7 +74,7 @@ class PoolGraphs:
         if entry is None or any(entry.pooled[k] is not v for k, v in pooled.items()):
             self._drop_stale(id(pool), pooled)  # the pool grew: its graphs read the old one
             if len(self.graphs) >= self.max_graphs:
-                return self.fn(pool.gather(index, names), *inputs, *consts)
+                return self.fn(pool.gather(index, names), None, *inputs, *consts)
             entry = self.graphs[key] = self._capture(pool, names, pooled, index, inputs,
                                                      consts)
         entry.index.copy_(index)
@@ -83,14 +89,18 @@ class PoolGraphs:
         for key in [k for k, g in self.graphs.items() if k[0] == pool_id
                     and any(g.pooled[name] is not t for name, t in pooled.items())]:
             del self.graphs[key]
+        outs = self._outs.get(pool_id)
+        if outs is None or any(outs[n].shape != t.shape for n, t in pooled.items()):
+            self._outs[pool_id] = {n: torch.empty_like(t) for n, t in pooled.items()}
 
     def _capture(self, pool: StatePool, names: Sequence[str], pooled: dict[str, Tensor],
                  index: Tensor, inputs: tuple[Tensor | None, ...], consts: tuple) -> _Graph:
         static_index = index.clone()
         static_inputs = tuple(None if t is None else t.clone() for t in inputs)
+        outs = {name: rows[: len(index)] for name, rows in self._outs[id(pool)].items()}
 
         def run() -> tuple[Tensor, ...]:
-            return self.fn(pool.gather(static_index, names), *static_inputs, *consts)
+            return self.fn(pool.gather(static_index, names), outs, *static_inputs, *consts)
 
         # Warm-up on a side stream, as torch asks: libraries set up their handles and
         # workspaces outside the capture.
