@@ -20,11 +20,14 @@ bucket sizes (tens of GB at a thousand streams).
 
 Only steady groups are graphed: every look-back full and no padded final row, so
 no attention or frame mask. Other groups run the same layers eagerly. A replay runs
-the eager kernels, so the outputs are the same (tests on CUDA).
+the eager kernels, so the outputs are the same (tests on CUDA). Should a capture
+fail, the set warns once and runs its stack eagerly from then on: no caption is
+lost for it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +66,7 @@ class PoolGraphs:
         self._outs: dict[int, dict[str, Tensor]] = {}  # pool id -> new-cache buffers
         self.captures = 0
         self.replays = 0
+        self.failed: str | None = None  # why a capture failed; then everything runs eagerly
 
     def __call__(self, pool: StatePool, names: Sequence[str], index: Tensor,
                  inputs: tuple[Tensor | None, ...], consts: tuple = ()) -> tuple[Tensor, ...]:
@@ -73,10 +77,16 @@ class PoolGraphs:
         entry = self.graphs.get(key)
         if entry is None or any(entry.pooled[k] is not v for k, v in pooled.items()):
             self._drop_stale(id(pool), pooled)  # the pool grew: its graphs read the old one
-            if len(self.graphs) >= self.max_graphs:
+            if self.failed is not None or len(self.graphs) >= self.max_graphs:
                 return self.fn(pool.gather(index, names), None, *inputs, *consts)
-            entry = self.graphs[key] = self._capture(pool, names, pooled, index, inputs,
-                                                     consts)
+            try:
+                entry = self._capture(pool, names, pooled, index, inputs, consts)
+            except RuntimeError as exc:
+                self.failed = str(exc)
+                warnings.warn(f"CUDA graph capture failed, the layers run eagerly: {exc}",
+                              RuntimeWarning, stacklevel=2)
+                return self.fn(pool.gather(index, names), None, *inputs, *consts)
+            self.graphs[key] = entry
         entry.index.copy_(index)
         for static, tensor in zip(entry.inputs, inputs):
             if static is not None:
