@@ -5,7 +5,7 @@ FunASR's `SeacoParaformer.inference` ends in a loop over a batch's utterances.
 For each it slices the decoder's output by a length held on the device, takes
 the argmax and reads it back, builds a device tensor from that list and reads
 it back again, slices the timestamp weights by device lengths, and finds the
-timestamp fires on the device: about eight waits for the device per utterance,
+timestamp fires on the device: seven waits for the device per utterance,
 each behind everything queued there. On a GPU shared with the online lane that
 is the final pass's host time growing with the batch (docs/design.md §6).
 
