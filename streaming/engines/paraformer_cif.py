@@ -105,12 +105,8 @@ def cif_tokens(hidden: Tensor, alphas: Tensor, threshold: float) -> tuple[Tensor
     t = terms(w, np.ones((batch, length), bool))
     width = max(labels, int(counts.max(initial=0)))
     on = terms_on(device, t)  # every copy before the first kernel
-    fired, fires = to_device(device, np.arange(t.tokens)[None, :] < counts[:, None], sums)
-    tokens = embed(hidden.float(), on)
-    tokens = torch.where(fired[..., None], tokens, 0.0)[:, :width]
-    if tokens.shape[1] < width:
-        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, width - tokens.shape[1]))
-    return tokens, fires
+    fired, fires = to_device(device, _fired(t, counts), sums)
+    return _fired_tokens(embed(hidden.float(), on), fired, width), fires
 
 
 @dataclass
@@ -203,6 +199,19 @@ def embed(hidden: Tensor, t: DeviceTerms) -> Tensor:
     return out
 
 
+def _fired(t: Terms, counts: np.ndarray) -> np.ndarray:
+    """(B, tokens) which of a row's token sums it fired (the carried part did not)."""
+    return np.arange(t.tokens)[None, :] < counts[:, None]
+
+
+def _fired_tokens(sums: Tensor, fired: Tensor, width: int) -> Tensor:
+    """The fired token sums, zeros elsewhere, cut or zero-padded to `width` tokens."""
+    tokens = torch.where(fired[..., None], sums, 0.0)[:, :width]
+    if tokens.shape[1] < width:
+        tokens = torch.nn.functional.pad(tokens, (0, 0, 0, width - tokens.shape[1]))
+    return tokens
+
+
 def cif_fire(
     threshold: float, hidden: Tensor, alphas: np.ndarray, valid: np.ndarray,
 ) -> tuple[Tensor, np.ndarray, Tensor, Tensor]:
@@ -220,12 +229,8 @@ def cif_fire(
     device = hidden.device
     on = terms_on(device, t)  # every copy before the first kernel
     carry, integrate, fired = to_device(
-        device, np.stack((np.arange(batch), counts)), w.integrate,
-        np.arange(t.tokens)[None, :] < counts[:, None])
+        device, np.stack((np.arange(batch), counts)), w.integrate, _fired(t, counts))
     sums = embed(hidden, on)
     carried = sums[carry[0], carry[1]]
     carried = torch.where((integrate > 0.0)[:, None], carried / integrate[:, None], carried)
-    embeds = torch.where(fired[..., None], sums, 0.0)[:, :length]
-    if embeds.shape[1] < length:
-        embeds = torch.nn.functional.pad(embeds, (0, 0, 0, length - embeds.shape[1]))
-    return embeds, counts, integrate, carried
+    return _fired_tokens(sums, fired, length), counts, integrate, carried

@@ -39,6 +39,7 @@ def to_device(device: torch.device, *arrays: np.ndarray) -> list[Tensor]:
     then there is nothing to wait for."""
     return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
+
 @dataclass(eq=False)
 class StreamHandle:
     """One stream of the online pass: host-side data and, once stepped, a pool slot."""
