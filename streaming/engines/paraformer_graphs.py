@@ -77,14 +77,8 @@ class PoolGraphs:
         entry = self.graphs.get(key)
         if entry is None or any(entry.pooled[k] is not v for k, v in pooled.items()):
             self._drop_stale(id(pool), pooled)  # the pool grew: its graphs read the old one
-            if self.failed is not None or len(self.graphs) >= self.max_graphs:
-                return self.fn(pool.gather(index, names), None, *inputs, *consts)
-            try:
-                entry = self._capture(pool, names, pooled, index, inputs, consts)
-            except RuntimeError as exc:
-                self.failed = str(exc)
-                warnings.warn(f"CUDA graph capture failed, the layers run eagerly: {exc}",
-                              RuntimeWarning, stacklevel=2)
+            entry = self._new_graph(pool, names, pooled, index, inputs, consts)
+            if entry is None:  # over the cap, or capture failed: eagerly
                 return self.fn(pool.gather(index, names), None, *inputs, *consts)
             self.graphs[key] = entry
         entry.index.copy_(index)
@@ -102,6 +96,20 @@ class PoolGraphs:
         outs = self._outs.get(pool_id)
         if outs is None or any(outs[n].shape != t.shape for n, t in pooled.items()):
             self._outs[pool_id] = {n: torch.empty_like(t) for n, t in pooled.items()}
+
+    def _new_graph(self, pool: StatePool, names: Sequence[str], pooled: dict[str, Tensor],
+                   index: Tensor, inputs: tuple[Tensor | None, ...],
+                   consts: tuple) -> _Graph | None:
+        """A captured graph for this shape; None past `max_graphs` or once a capture failed."""
+        if self.failed is not None or len(self.graphs) >= self.max_graphs:
+            return None
+        try:
+            return self._capture(pool, names, pooled, index, inputs, consts)
+        except RuntimeError as exc:
+            self.failed = str(exc)
+            warnings.warn(f"CUDA graph capture failed, the layers run eagerly: {exc}",
+                          RuntimeWarning, stacklevel=3)
+            return None
 
     def _capture(self, pool: StatePool, names: Sequence[str], pooled: dict[str, Tensor],
                  index: Tensor, inputs: tuple[Tensor | None, ...], consts: tuple) -> _Graph:
