@@ -225,9 +225,7 @@ def ids_to_tokens(tok: Any, ids: Sequence[int]) -> tuple[str, ...]:
 
 def render_tokens(tokens: Sequence[str]) -> str:
     """FunASR's own token → text rule (joins CJK, glues BPE pieces, spaces words)."""
-    from funasr.utils.postprocess_utils import sentence_postprocess
-
-    return sentence_postprocess(list(tokens))[0] if tokens else ""
+    return postprocess_text(list(tokens))[0] if tokens else ""
 
 
 def generate(model: Any, inputs: Any, **cfg: Any) -> list[dict]:
