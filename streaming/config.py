@@ -114,6 +114,14 @@ def _chunk_size(value: Any) -> tuple[int, int, int]:
             "chunk_size must be three integers [left, chunk, right] in 60 ms units with "
             f"0 < chunk <= {MAX_CHUNK_UNITS}, e.g. [5, 10, 5]; got {value!r}"
         )
+    if parts[2] == 0:
+        # FunASR's streaming Paraformer slices its caches with -right: at 0 it keeps no
+        # attention look-back, and with left 0 too its overlap grows every stride.
+        raise InvalidConfig(
+            "chunk_size needs a right (look-ahead) context of at least 1: with [left, chunk, "
+            "0] the streaming model keeps no look-back; use e.g. [5, 10, 5] or [0, 10, 5]; "
+            f"got {value!r}"
+        )
     return parts[0], parts[1], parts[2]
 
 

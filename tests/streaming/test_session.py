@@ -202,6 +202,9 @@ def test_audio_before_config_is_refused():
         ({"chunk_size": [5, 0, 5]}, "chunk_size"),
         ({"chunk_size": [5, -10, 5]}, "chunk_size"),
         ({"chunk_size": 10}, "chunk_size"),
+        # no look-ahead: FunASR's model then keeps no look-back (docs/protocol.md)
+        ({"chunk_size": [5, 10, 0]}, "chunk_size"),
+        ({"chunk_size": "0,10,0"}, "chunk_size"),
         ({"hotwords": "{not json"}, "hotwords"),
         ({"hotwords": '{"word": "heavy"}'}, "hotword"),
         ({"hotwords": 42}, "hotwords"),
