@@ -140,10 +140,14 @@ def profile_step(engine, audio: np.ndarray, batch: int) -> dict:
         wall = time.perf_counter() - start
     events = prof.events()
     kernels = [e for e in events if e.device_type.name == "CUDA"]
+    by_self = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     return {"batch_size": batch, "wall_ms": round(wall * 1000, 1),
             "operators": sum(1 for e in events if e.name.startswith("aten::")),
             "kernels": len(kernels),
-            "kernel_ms": round(sum(e.time_range.elapsed_us() for e in kernels) / 1000, 1)}
+            "kernel_ms": round(sum(e.time_range.elapsed_us() for e in kernels) / 1000, 1),
+            # where the host's time goes, by operator (self time: without its callees)
+            "top_self_cpu_ms": {e.key: [round(e.self_cpu_time_total / 1000, 1), e.count]
+                                for e in by_self[:12]}}
 
 
 def _time_frontend(frontend) -> list[float]:
