@@ -202,7 +202,7 @@ def test_audio_before_config_is_refused():
         ({"chunk_size": [5, 0, 5]}, "chunk_size"),
         ({"chunk_size": [5, -10, 5]}, "chunk_size"),
         ({"chunk_size": 10}, "chunk_size"),
-        # no look-ahead: FunASR's model then keeps no look-back (docs/protocol.md)
+        # no look-ahead: FunASR's model then keeps no look-back (docs/design.md §4)
         ({"chunk_size": [5, 10, 0]}, "chunk_size"),
         ({"chunk_size": "0,10,0"}, "chunk_size"),
         ({"hotwords": "{not json"}, "hotwords"),
