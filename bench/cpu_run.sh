@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# The CPU figures of bench/RESULTS.md, as one script (about 45 minutes on the
+# The CPU figures of bench/RESULTS.md, as one script (about an hour on the
 # 2-core development machine; run it on an otherwise idle machine). Every
 # sweep writes its per-run JSON, the exact command and a summary under
 # bench/results/<UTC date>-cpu-*/; the engine-step runs write JSON beside them.
 #
-#   STAGES="step tiny large-online large-2pass" bash bench/cpu_run.sh
+#   STAGES="step tiny large-online large-2pass ceiling" bash bench/cpu_run.sh
 #
 # BEFORE=DIR: a checkout of an older captiond to time its engine step in the
 # same run (e.g. `git worktree add /tmp/before a20b56f`).
@@ -12,7 +12,7 @@ set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-python}
 DAY=$(date -u +%F)
-STAGES=${STAGES:-step tiny large-online large-2pass}
+STAGES=${STAGES:-step tiny large-online large-2pass ceiling}
 TINY=${TINY:-bench/out/models-tiny}
 LARGE=${LARGE:-bench/out/models-large}
 quiet() { grep -v "INFO\|WARN\|ffmpeg\|brew\|If you\|apt install"; }
@@ -46,5 +46,15 @@ large-2pass)
     $PY -m bench.load --size large --model-dir "$LARGE" --mode 2pass \
         --configs batch1,batched-int8 --start 2 --max-streams 32 --precision 0.1 \
         --repeat 3 --duration 15 --label cpu-large-2pass 2>&1 | quiet;;
+ceiling)  # the large model's arithmetic against this CPU, float32 and int8
+    out=bench/results/$DAY-cpu-large-int8-ceiling; mkdir -p "$out"
+    for run in 1 2 3; do
+        for batch in 8 16; do
+            cmd="$PY -m bench.cpu_ceiling --model-dir $LARGE --quantize int8 --batch $batch"
+            cmd="$cmd --json $out/batch$batch-run$run.json"
+            echo "$cmd" >> "$out/command.txt"
+            $cmd 2>&1 | quiet
+        done
+    done;;
 esac
 done
