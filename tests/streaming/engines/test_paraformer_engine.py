@@ -13,7 +13,7 @@ from streaming.engine import ChunkRequest, FinalRequest, StreamOptions
 from streaming.postprocess.spacing import join_spaced
 from tests.streaming.engines.funasr_reference import funasr_tokens
 
-CHUNK_SIZES = [(5, 10, 5), (0, 10, 5), (0, 8, 4)]  # FunASR's 600 ms and 480 ms settings
+CHUNK_SIZES = [(5, 10, 5), (0, 10, 5), (0, 8, 4), (8, 8, 4)]  # FunASR's 600 and 480 ms settings
 
 
 def reference_tokens(engine, audio: np.ndarray, chunk_size) -> list[str]:
