@@ -420,8 +420,7 @@ class BatchedStreamingParaformer:
 
         The first n rows are real (their state is written back), the rest repeat row 0.
         """
-        state = pool.gather(index, ("dec_fill", "dec_started"))
-        fill, width = state["dec_fill"], pool.rows["dec_kv"].shape[4]
+        fill, width = pool.gather(index, ("dec_fill",))["dec_fill"], pool.rows["dec_kv"].shape[4]
         host_fill = pool.dec_fill[slots]
         if self.decoder_graphs and frames_valid is None and host_fill.min() >= width:
             ids, new_fsmn, new_kv = self.decoder_graphs(  # steady rows: no mask, all started
@@ -429,7 +428,8 @@ class BatchedStreamingParaformer:
         else:
             # A row has started once it has decoded (its look-back filled): then every
             # FSMN reads its cache, and none needs FunASR's first-call padding.
-            started = None if host_fill.min() > 0 else state["dec_started"][:, None, None]
+            started = None if host_fill.min() > 0 else pool.gather(
+                index, ("dec_started",))["dec_started"][:, None, None]
             mask = key_mask(None if host_fill.min() >= width else fill, width, frames_valid,
                             memory.shape[1], dtype=memory.dtype, every_row_has_a_key=has_frames)
             cached = pool.gather(index, ("dec_fsmn", "dec_kv"))
