@@ -28,6 +28,8 @@ import sys
 import time
 import warnings
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -74,9 +76,9 @@ def linear_gflops(shape: Shape, quantized: bool, seconds: float = 0.3) -> float:
     return 2 * rows * features_in * features_out * calls / (time.perf_counter() - start) / 1e9
 
 
-def record_linear_calls(engine) -> tuple[Counter[Shape], list]:
-    """A counter of the online network's Linear calls by shape, filled while hooks live."""
-    calls: Counter[Shape] = Counter()
+@contextmanager
+def linear_calls(engine, calls: Counter[Shape]) -> Iterator[None]:
+    """While inside, count the online network's Linear calls by shape into `calls`."""
 
     def hook(module: torch.nn.Linear, inputs: tuple, _output: torch.Tensor) -> None:
         x = inputs[0]
@@ -85,13 +87,17 @@ def record_linear_calls(engine) -> tuple[Counter[Shape], list]:
     network = funasr_adapter.network(engine.online)
     hooks = [m.register_forward_hook(hook) for m in network.modules()
              if isinstance(m, torch.nn.Linear)]
-    return calls, hooks
+    try:
+        yield
+    finally:
+        for handle in hooks:
+            handle.remove()
 
 
-def int8_ceiling(calls: Counter[Shape], batch: int, other_gflop: float,
-                 best_float32: float) -> dict[str, float]:
-    """Seconds per stream-chunk of the step's Linear calls at each shape's best rate,
-    float32 and int8, plus the rest of its arithmetic at the best float32 rate."""
+def linear_shape_ceilings(calls: Counter[Shape], batch: int, other_gflop: float,
+                          best_float32: float) -> dict[str, float]:
+    """Real-time streams if the step's Linear calls ran at each shape's best rate, float32
+    and int8, and the rest of its arithmetic at the best float32 rate."""
     seconds = {"float32": 0.0, "int8": 0.0}
     for shape, count in calls.items():
         gflop = 2 * shape[0] * shape[1] * shape[2] * count / 1e9
@@ -102,11 +108,11 @@ def int8_ceiling(calls: Counter[Shape], batch: int, other_gflop: float,
             for name, linear in seconds.items()}
 
 
-def step_figures(engine, batch: int, ticks: int, calls: Counter[Shape] | None = None,
-                 hooks: list | None = None) -> dict[str, float]:
-    """GFLOP per stream-chunk and the GFLOP/s the batched step reaches. `calls`, when
-    given, is cleared before the counted step and its `hooks` removed after it, so that
-    it holds that one step's Linear calls and the timed steps run without hooks."""
+def step_figures(engine, batch: int, ticks: int,
+                 counting: Callable[[], AbstractContextManager] = nullcontext
+                 ) -> dict[str, float]:
+    """GFLOP per stream-chunk and the GFLOP/s the batched step reaches. `counting()`
+    is entered around the one steady step whose FLOPs are counted, not the timed ones."""
     audio, options = load_audio(), StreamOptions()
     stride = engine.chunk_samples(options)
     states = [engine.new_stream(options) for _ in range(batch)]
@@ -119,13 +125,9 @@ def step_figures(engine, batch: int, ticks: int, calls: Counter[Shape] | None = 
 
     for tick in range(WARMUP_STRIDES):  # every stream with its full look-back
         step(tick)
-    if calls is not None:
-        calls.clear()
     counter = FlopCounterMode(display=False)
-    with counter:
+    with counter, counting():
         step(WARMUP_STRIDES)
-    for hook in hooks or ():
-        hook.remove()
     seconds = []
     for tick in range(ticks):
         start = time.perf_counter()
@@ -156,9 +158,10 @@ def main() -> None:
             punc_model=None, quantize=quantize), device="cpu")
 
     engine = load(None)
-    calls, hooks = record_linear_calls(engine)
+    calls: Counter[Shape] = Counter()
     with torch.inference_mode():
-        figures = step_figures(engine, args.batch, args.ticks, calls, hooks)
+        figures = step_figures(engine, args.batch, args.ticks,
+                               lambda: linear_calls(engine, calls))
         # the encoder's feed-forward shape at this batch, and a large square one
         rows = args.batch * 20
         figures["gemm_gflops_ffn_shape"] = gemm_gflops(rows, 512, 2048)
@@ -172,7 +175,7 @@ def main() -> None:
     if args.quantize:
         other = figures["gflop_per_stream_chunk"] - linear_gflop
         with torch.inference_mode():
-            figures |= int8_ceiling(calls, args.batch, other, best)
+            figures |= linear_shape_ceilings(calls, args.batch, other, best)
             del engine
             int8 = step_figures(load(args.quantize), args.batch, args.ticks)
         figures["int8_step_s"] = int8["step_s"]
