@@ -76,7 +76,7 @@ class PoolGraphs:
         pooled = {name: pool.rows[name] for name in names}
         entry = self.graphs.get(key)
         if entry is None or any(entry.pooled[k] is not v for k, v in pooled.items()):
-            self._drop_stale(id(pool), pooled)  # the pool grew: its graphs read the old one
+            self._follow_pool(id(pool), pooled)
             entry = self._new_graph(pool, names, pooled, index, inputs, consts)
             if entry is None:  # over the cap, or capture failed: eagerly
                 return self.fn(pool.gather(index, names), None, *inputs, *consts)
@@ -89,7 +89,9 @@ class PoolGraphs:
         self.replays += 1
         return entry.outputs
 
-    def _drop_stale(self, pool_id: int, pooled: dict[str, Tensor]) -> None:
+    def _follow_pool(self, pool_id: int, pooled: dict[str, Tensor]) -> None:
+        """Before a capture: drop the graphs that read this pool's old tensors (it grew),
+        and make its new-cache buffers, or make them again at its new size."""
         for key in [k for k, g in self.graphs.items() if k[0] == pool_id
                     and any(g.pooled[name] is not t for name, t in pooled.items())]:
             del self.graphs[key]
